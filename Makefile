@@ -1,0 +1,64 @@
+# tote's verbs. `make help` lists them. Area-specific targets live in hack/make/*.mk.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Node.js 24 comes from the `node` dev dependency, whatever node the machine has.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+export TOTE_CACHE ?= $(HOME)/.cache/tote
+NODE := $(CURDIR)/node_modules/.bin/node
+TEST_FILES ?= test/**/*.test.ts
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: deps
+deps: node_modules/.package-lock.json ## Install everything the project needs on a fresh machine (apt, Go-built control plane, npm)
+	bash hack/install-deps.sh
+
+.PHONY: generate
+generate: node_modules/.package-lock.json ## Regenerate generated/ and docs/api-reference.md from crds/ and proto/
+	$(NODE) hack/generate.ts
+
+.PHONY: verify-generated
+verify-generated: node_modules/.package-lock.json ## Fail when generated/ is stale
+	$(NODE) hack/generate.ts --check
+
+.PHONY: lint
+lint: node_modules/.package-lock.json verify-generated ## ESLint (incl. src/ layering), Prettier, stale generated code
+	eslint --max-warnings=0 .
+	prettier --check .
+
+.PHONY: typecheck
+typecheck: node_modules/.package-lock.json ## Type-check everything with tsc
+	tsc -p tsconfig.json
+
+.PHONY: build
+build: node_modules/.package-lock.json ## Compile src/ and generated/ to dist/ (for the container image)
+	rm -rf dist
+	tsc -p tsconfig.build.json
+
+.PHONY: test-unit
+test-unit: node_modules/.package-lock.json ## Unit tests only (no processes started)
+	$(NODE) --test --test-reporter=spec 'test/unit/**/*.test.ts'
+
+.PHONY: test
+test: deps lint typecheck ## Everything: set-up, lint, type-check, unit, integration and e2e tests
+	$(NODE) --test --test-reporter=spec '$(TEST_FILES)'
+
+.PHONY: format
+format: node_modules/.package-lock.json ## Rewrite files with Prettier
+	prettier --write .
+
+-include hack/make/*.mk
+
+.PHONY: demo
+demo: ## The main job on a local cluster (arrives with the controller: issues #6 and #7)
+	@echo "make demo is not built yet: it needs the controller (issue #6) and the deployment work (issue #7)." >&2
+	@exit 1
