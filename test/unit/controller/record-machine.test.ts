@@ -1,0 +1,397 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { decide, defaultMachineSettings, maxHistory, retryDelayMs } from '../../../src/controller/record-machine.ts';
+import type { RecordAction, TransferObservation } from '../../../src/controller/record-machine.ts';
+import { digest, now, observation, policy, record } from './factories.ts';
+
+const types = (actions: RecordAction[]) => actions.map((a) => a.type);
+const transfer = (overrides: Partial<TransferObservation> = {}): TransferObservation => ({
+  state: 'transferring',
+  source: 'node-a',
+  totalBytes: 1000,
+  presentBytes: 200,
+  transferredBytes: 300,
+  totalBlobs: 4,
+  transferredBlobs: 1,
+  ...overrides,
+});
+const at = (phase: string, extra: object = {}) =>
+  record({
+    phase: phase as never,
+    digest,
+    sourceNode: 'node-a',
+    attempts: 1,
+    candidates: ['node-a', 'node-c'],
+    observedGeneration: 1,
+    pods: [{ name: 'app-1', uid: 'pod-1' }],
+    ...extra,
+  });
+
+describe('decide: the happy path, one transition per reconcile', () => {
+  const steps: {
+    name: string;
+    rec: ReturnType<typeof record>;
+    obs: Parameters<typeof decide>[1];
+    phase: string;
+    actions: string[];
+  }[] = [
+    { name: 'Pending → Resolving', rec: record(), obs: observation(), phase: 'Resolving', actions: ['notify'] },
+    {
+      name: 'Resolving → Locating with the pod status digest',
+      rec: record({ phase: 'Resolving' }),
+      obs: observation({ digest: { kind: 'resolved', digest, source: 'pod' } }),
+      phase: 'Locating',
+      actions: [],
+    },
+    {
+      name: 'Locating → Transferring from the best candidate',
+      rec: record({ phase: 'Locating', digest }),
+      obs: observation({
+        candidates: [{ node: 'node-a' }, { node: 'node-c' }],
+        imageBytes: 1000,
+        transferSlotFree: true,
+      }),
+      phase: 'Transferring',
+      actions: ['event', 'startTransfer'],
+    },
+    {
+      name: 'Transferring → Importing',
+      rec: at('Transferring'),
+      obs: observation({ transfer: transfer({ state: 'importing' }) }),
+      phase: 'Importing',
+      actions: [],
+    },
+    {
+      name: 'Importing → Restarting, deleting the owned pod',
+      rec: at('Importing'),
+      obs: observation({ transfer: transfer({ state: 'succeeded', transferredBytes: 800, transferredBlobs: 3 }) }),
+      phase: 'Restarting',
+      actions: ['forgetTransfer', 'event'],
+    },
+    {
+      name: 'Restarting → Completed without backup',
+      rec: at('Restarting'),
+      obs: observation(),
+      phase: 'Completed',
+      actions: ['deletePod', 'event', 'notify'],
+    },
+  ];
+  for (const s of steps) {
+    it(s.name, () => {
+      const d = decide(s.rec, s.obs);
+      assert.equal(d.status?.phase, s.phase);
+      assert.deepEqual(types(d.actions), s.actions);
+      const last = d.status?.history?.at(-1);
+      assert.equal(last?.phase, s.phase, 'every transition leaves a history entry');
+      assert.equal(last?.time, now.toISOString());
+    });
+  }
+
+  it('a Completed record has Ready=True and completedAt', () => {
+    const d = decide(at('Restarting'), observation());
+    assert.equal(d.status?.completedAt, now.toISOString());
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+  });
+
+  it('the Salvageable event names the nodes holding the digest and calls the image technical debt', () => {
+    const d = decide(
+      record({ phase: 'Locating', digest }),
+      observation({ candidates: [{ node: 'node-a' }, { node: 'node-c' }], transferSlotFree: true }),
+    );
+    const event = d.actions.find((a) => a.type === 'event');
+    assert.ok(event?.type === 'event');
+    assert.match(event.message, /node-a, node-c/);
+    assert.match(event.message, /technical debt/);
+  });
+});
+
+describe('decide: resolution', () => {
+  it('uses spec.digest without asking anyone', () => {
+    const d = decide(record({ phase: 'Resolving' }, { digest }), observation());
+    assert.equal(d.status?.phase, 'Locating');
+    assert.equal(d.status?.digest, digest);
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'Resolved')?.reason, 'DigestFromSpec');
+  });
+
+  it('an unresolvable tag is NotActionable, saying why plainly', () => {
+    const d = decide(
+      record({ phase: 'Resolving' }),
+      observation({
+        digest: { kind: 'unresolvable', message: 'tag 1.4 is known to no node and tag resolution is disabled' },
+      }),
+    );
+    assert.equal(d.status?.phase, 'NotActionable');
+    assert.match(d.status?.message ?? '', /tag resolution is disabled/);
+    assert.ok(types(d.actions).includes('notify'));
+  });
+
+  it('a resolution error retries later instead of giving up', () => {
+    const d = decide(
+      record({ phase: 'Resolving' }),
+      observation({ digest: { kind: 'error', message: 'registry timed out' } }),
+    );
+    assert.equal(d.status?.phase, 'Resolving');
+    assert.ok(d.status?.nextRetryAt);
+    assert.equal(d.requeueAfterMs, defaultMachineSettings.retryBaseMs);
+  });
+});
+
+describe('decide: locating', () => {
+  const locating = record({ phase: 'Locating', digest });
+  it('no holder anywhere → NotActionable', () => {
+    const d = decide(locating, observation({ candidates: [] }));
+    assert.equal(d.status?.phase, 'NotActionable');
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'SourceFound')?.status, 'False');
+  });
+
+  it('no holder but an agent down → retry, not NotActionable', () => {
+    const d = decide(locating, observation({ candidates: [], unreachableNodes: ['node-c'] }));
+    assert.equal(d.status?.phase, 'Locating');
+    assert.ok(d.requeueAfterMs !== undefined && d.requeueAfterMs > 0);
+  });
+
+  it('DetectOnly → Skipped with a Salvageable event, nothing moved', () => {
+    const d = decide(
+      locating,
+      observation({ policy: policy({ mode: 'DetectOnly' }), candidates: [{ node: 'node-a' }] }),
+    );
+    assert.equal(d.status?.phase, 'Skipped');
+    assert.ok(!types(d.actions).includes('startTransfer'));
+    assert.ok(d.actions.some((a) => a.type === 'event' && a.reason === 'Salvageable'));
+  });
+
+  it('an image over the size limit → Skipped TooLarge', () => {
+    const d = decide(
+      locating,
+      observation({ policy: policy({ maxImageSizeBytes: 100 }), candidates: [{ node: 'node-a' }], imageBytes: 101 }),
+    );
+    assert.equal(d.status?.phase, 'Skipped');
+    assert.equal(d.status?.history?.at(-1)?.reason, 'TooLarge');
+  });
+
+  it('no free transfer slot → waits in Locating', () => {
+    const d = decide(locating, observation({ candidates: [{ node: 'node-a' }], transferSlotFree: false }));
+    assert.equal(d.status?.phase, 'Locating');
+    assert.deepEqual(types(d.actions), []);
+    assert.equal(d.requeueAfterMs, 5000);
+  });
+
+  it('the image already complete on the target → straight to Restarting', () => {
+    const d = decide(locating, observation({ target: { exists: true, image: 'complete' } }));
+    assert.equal(d.status?.phase, 'Restarting');
+  });
+
+  it('a corrupt image on the target is removed first (CreateContainerError)', () => {
+    const d = decide(
+      locating,
+      observation({ target: { exists: true, image: 'incomplete' }, candidates: [{ node: 'node-a' }] }),
+    );
+    assert.deepEqual(types(d.actions), ['removeCorruptImage', 'event', 'notify']);
+    assert.equal(d.status?.phase, 'Locating');
+  });
+
+  it('a corrupt image is left alone when the policy says so', () => {
+    const d = decide(
+      locating,
+      observation({
+        policy: policy({ cleanCorrupt: false }),
+        target: { exists: true, image: 'incomplete' },
+        candidates: [{ node: 'node-a' }],
+        transferSlotFree: true,
+      }),
+    );
+    assert.ok(!types(d.actions).includes('removeCorruptImage'));
+  });
+
+  it('a deleted target node → NotActionable', () => {
+    const d = decide(locating, observation({ target: { exists: false, image: 'unknown' } }));
+    assert.equal(d.status?.phase, 'NotActionable');
+  });
+
+  it('the last copy is announced', () => {
+    const d = decide(locating, observation({ candidates: [{ node: 'node-a' }], transferSlotFree: true }));
+    assert.ok(d.actions.some((a) => a.type === 'notify' && a.kind === 'LastCopy'));
+  });
+});
+
+describe('decide: transferring, failures and restarts', () => {
+  it('restarts the transfer after a controller restart (nothing tracked in this process)', () => {
+    const d = decide(at('Transferring'), observation());
+    assert.deepEqual(d.actions, [{ type: 'startTransfer', source: 'node-a', digest }]);
+    assert.equal(d.status, undefined, 'no status write just to restart');
+  });
+
+  it('writes progress while bytes move', () => {
+    const d = decide(at('Transferring'), observation({ transfer: transfer() }));
+    assert.equal(d.status?.progress?.percent, '50%');
+    assert.equal(d.status?.progress?.transferredBytes, 300);
+    assert.equal(d.requeueAfterMs, defaultMachineSettings.progressIntervalMs);
+  });
+
+  it('a failure rotates to the next source and schedules a retry with backoff', () => {
+    const d = decide(
+      at('Transferring'),
+      observation({
+        transfer: transfer({
+          state: 'failed',
+          error: { retryable: true, reason: 'IntegrityError', message: 'digest mismatch' },
+        }),
+      }),
+    );
+    assert.equal(d.status?.phase, 'Transferring');
+    assert.equal(d.status?.sourceNode, 'node-c');
+    assert.equal(d.status?.attempts, 2);
+    assert.equal(
+      d.status?.nextRetryAt,
+      new Date(now.getTime() + retryDelayMs(1, defaultMachineSettings)).toISOString(),
+    );
+    assert.ok(types(d.actions).includes('forgetTransfer'));
+  });
+
+  it('waits out nextRetryAt, then starts again', () => {
+    const later = new Date(now.getTime() + 60_000).toISOString();
+    const waiting = decide(at('Transferring', { nextRetryAt: later }), observation());
+    assert.deepEqual(waiting.actions, []);
+    assert.equal(waiting.requeueAfterMs, 60_000);
+    const due = decide(at('Transferring', { nextRetryAt: now.toISOString() }), observation());
+    assert.deepEqual(types(due.actions), ['startTransfer']);
+    assert.equal(due.status?.nextRetryAt, undefined);
+  });
+
+  it('gives up after maxAttempts → Failed', () => {
+    const d = decide(
+      at('Transferring', { attempts: 5 }),
+      observation({
+        transfer: transfer({
+          state: 'failed',
+          error: { retryable: true, reason: 'Unavailable', message: 'agent down' },
+        }),
+      }),
+    );
+    assert.equal(d.status?.phase, 'Failed');
+    assert.match(d.status?.message ?? '', /gave up after 5 attempts/);
+  });
+
+  it('backoff doubles and is capped', () => {
+    const delays = [1, 2, 3, 10].map((n) => retryDelayMs(n, defaultMachineSettings));
+    assert.deepEqual(delays, [10_000, 20_000, 40_000, 300_000]);
+  });
+});
+
+describe('decide: restart, push and completion', () => {
+  it('leaves bare pods alone and says so', () => {
+    const d = decide(at('Restarting'), observation({ pods: [{ name: 'bare', uid: 'pod-1', owned: false }] }));
+    assert.ok(!types(d.actions).includes('deletePod'));
+    assert.ok(d.actions.some((a) => a.type === 'event' && a.reason === 'BarePodLeftAlone'));
+    assert.equal(d.status?.phase, 'Completed');
+  });
+
+  it('does not delete pods when restartPod is off', () => {
+    const d = decide(at('Restarting'), observation({ policy: policy({ restartPod: false }) }));
+    assert.ok(!types(d.actions).includes('deletePod'));
+  });
+
+  const backup = {
+    target: 'backup.example.com/tote',
+    credentialsSecretRef: undefined,
+    caSecretRef: undefined,
+    insecure: false,
+  };
+  it('goes to Pushing when a backup is configured, and starts the push', () => {
+    const d = decide(at('Restarting'), observation({ policy: policy({ backup }) }));
+    assert.equal(d.status?.phase, 'Pushing');
+    const p = decide(at('Pushing'), observation({ policy: policy({ backup }) }));
+    assert.deepEqual(p.actions, [{ type: 'startPush', digest }]);
+  });
+
+  it('a failed push still completes the salvage, with the failure in status', () => {
+    const d = decide(
+      at('Pushing'),
+      observation({ policy: policy({ backup }), push: { state: 'failed', message: 'registry unavailable' } }),
+    );
+    assert.equal(d.status?.phase, 'Completed');
+    assert.equal(d.status?.backup?.result, 'Failed');
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'BackedUp')?.status, 'False');
+  });
+
+  it('a successful push records the reference', () => {
+    const d = decide(
+      at('Pushing'),
+      observation({
+        policy: policy({ backup }),
+        push: { state: 'succeeded', reference: 'backup.example.com/tote/app@' + digest },
+      }),
+    );
+    assert.equal(d.status?.backup?.result, 'Pushed');
+    assert.equal(d.status?.phase, 'Completed');
+  });
+});
+
+describe('decide: pods joining, finished records, bounds', () => {
+  it('a second pod joins the record and the history says so', () => {
+    const d = decide(
+      at('Transferring', { pods: [{ name: 'app-1', uid: 'pod-1' }] }),
+      observation({
+        transfer: transfer(),
+        pods: [
+          { name: 'app-1', uid: 'pod-1', owned: true },
+          { name: 'app-2', uid: 'pod-2', owned: true },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      d.status?.pods?.map((p) => p.name),
+      ['app-1', 'app-2'],
+    );
+    assert.ok(d.status?.history?.some((h) => h.reason === 'PodJoined' && /app-2/.test(h.message ?? '')));
+  });
+
+  it('a Completed record stays put while nothing waits', () => {
+    const d = decide(
+      at('Completed', { completedAt: now.toISOString(), pods: [] }),
+      observation({ pods: [], target: { exists: true, image: 'complete' } }),
+    );
+    assert.equal(d.status, undefined);
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('a Completed record reopens when a pod needs the image again and it is gone', () => {
+    const d = decide(at('Completed', { completedAt: now.toISOString(), pods: [] }), observation());
+    assert.equal(d.status?.phase, 'Resolving');
+    assert.equal(d.status?.attempts, 0);
+  });
+
+  it('a Failed record reopens only after the cool-down', () => {
+    const recent = decide(at('Failed', { completedAt: now.toISOString(), pods: [] }), observation());
+    assert.notEqual(recent.status?.phase, 'Resolving');
+    assert.ok((recent.requeueAfterMs ?? 0) > 0);
+    const old = new Date(now.getTime() - defaultMachineSettings.reopenAfterMs).toISOString();
+    assert.equal(decide(at('Failed', { completedAt: old, pods: [] }), observation()).status?.phase, 'Resolving');
+  });
+
+  it('keeps the history bounded, dropping the oldest', () => {
+    const history = Array.from({ length: maxHistory }, (_, i) => ({
+      time: now.toISOString(),
+      phase: 'Locating',
+      message: `old ${i}`,
+    }));
+    const d = decide(
+      record({ phase: 'Locating', digest, history }),
+      observation({ candidates: [{ node: 'node-a' }], transferSlotFree: true }),
+    );
+    assert.equal(d.status?.history?.length, maxHistory);
+    assert.equal(d.status?.history?.[0]?.message, 'old 1');
+  });
+
+  it('never mutates the record it was given', () => {
+    const rec = at('Transferring');
+    const copy = structuredClone(rec);
+    decide(rec, observation({ transfer: transfer({ state: 'failed' }) }));
+    assert.deepEqual(rec, copy);
+  });
+
+  it('sets observedGeneration', () => {
+    const d = decide(record(), observation());
+    assert.equal(d.status?.observedGeneration, 1);
+  });
+});
