@@ -18,9 +18,6 @@ export interface SalvagePolicy {
    * Kind is a string value representing the REST resource this object represents.
    */
   kind?: string;
-  /**
-   * Standard object metadata.
-   */
   metadata?: V1ObjectMeta;
   spec: SalvagePolicySpec;
   status?: SalvagePolicyStatus;
@@ -292,9 +289,6 @@ export interface SalvageRecord {
    * Kind is a string value representing the REST resource this object represents.
    */
   kind?: string;
-  /**
-   * Standard object metadata.
-   */
   metadata?: V1ObjectMeta;
   spec: SalvageRecordSpec;
   status?: SalvageRecordStatus;

@@ -43,8 +43,10 @@ describe('CRD schemas', () => {
       const root = version.schema.openAPIV3Schema;
       describe(`${file} ${version.name}`, () => {
         it('describes every field', () => {
-          const missing = [...fields(root, '')].filter(([, s]) => !s.description).map(([p]) => p);
-          // metadata's children come from ObjectMeta; everything else is ours.
+          // metadata is ObjectMeta: the API server forbids describing it in a CRD.
+          const missing = [...fields(root, '')]
+            .filter(([p, s]) => !s.description && p !== '.metadata')
+            .map(([p]) => p);
           assert.deepEqual(missing, []);
         });
 
