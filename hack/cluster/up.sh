@@ -5,7 +5,7 @@
 #   and the node simulator that plays the kubelet's part for every node.
 # Idempotent: a healthy cluster is left alone; anything else (half-started, crashed, stale) is cleaned up first.
 # Settings (environment): TOTE_CLUSTER_DIR (/tmp/tote-cluster), TOTE_NODES ("node-a node-b node-c"),
-#   TOTE_SIM_PULL_BACKOFF_INITIAL / TOTE_SIM_PULL_BACKOFF_MAX / TOTE_SIM_RESYNC (kubelet's 10s / 300s / 10s),
+#   TOTE_SIM_PULL_BACKOFF_INITIAL / TOTE_SIM_PULL_BACKOFF_MAX (the kubelet's 10s / 300s), TOTE_SIM_RESYNC (2s),
 #   TOTE_CRD_DIR (CRDs to install, default crds/), TOTE_CACHE (binary cache, see hack/k8s/build.sh).
 set -euo pipefail
 # shellcheck source=hack/cluster/lib.sh
@@ -220,7 +220,7 @@ sim_args=(--kubeconfig="$CLUSTER_DIR/kubeconfig")
 for s in "${node_sockets[@]}"; do sim_args+=(--node="$s"); done
 sim_args+=(--pull-backoff-initial="${TOTE_SIM_PULL_BACKOFF_INITIAL:-10s}")
 sim_args+=(--pull-backoff-max="${TOTE_SIM_PULL_BACKOFF_MAX:-300s}")
-sim_args+=(--resync="${TOTE_SIM_RESYNC:-10s}")
+sim_args+=(--resync="${TOTE_SIM_RESYNC:-2s}")
 start node-simulator "$NODE" "$ROOT/test/support/node-simulator/main.ts" "${sim_args[@]}"
 
 node_ready() {

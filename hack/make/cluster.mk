@@ -1,6 +1,6 @@
 # The local test cluster (docs/cluster.md): control plane built from Go modules, containerd nodes, registries.
 
-.PHONY: k8s-binaries cluster-up cluster-down cluster-env cluster-status install-deps
+.PHONY: k8s-binaries cluster-up cluster-down cluster-env cluster-status
 
 k8s-binaries: ## Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok
 	@hack/k8s/build.sh
@@ -16,6 +16,3 @@ cluster-env: ## Print the path of the cluster's sourceable env file
 
 cluster-status: ## Show which cluster components are running
 	@hack/cluster/status.sh
-
-install-deps: ## Install Debian packages (containerd, runc, registry, ...) and build the control plane
-	@hack/install-deps.sh

@@ -32,7 +32,9 @@ export class PullBackoff {
   failed(key: string, now: number, error: string): void {
     const e = this.#entries.get(key);
     const durationMs =
-      e === undefined || now - e.lastUpdate > 2 * this.#maxMs ? this.#initialMs : Math.min(e.durationMs * 2, this.#maxMs);
+      e === undefined || now - e.lastUpdate > 2 * this.#maxMs
+        ? this.#initialMs
+        : Math.min(e.durationMs * 2, this.#maxMs);
     this.#entries.set(key, { durationMs, lastUpdate: now, lastError: error });
   }
 

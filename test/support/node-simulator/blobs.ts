@@ -7,7 +7,11 @@
 // would not stop real containerd; the simulator only looks at the content store, which is what tote repairs.
 import { Metadata, credentials, status as grpcStatus } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { ContentClient, InfoRequest, ReadContentRequest } from '../../../generated/proto/containerd/services/content/v1/content.ts';
+import {
+  ContentClient,
+  InfoRequest,
+  ReadContentRequest,
+} from '../../../generated/proto/containerd/services/content/v1/content.ts';
 import { GetImageRequest, ImagesClient } from '../../../generated/proto/containerd/services/images/v1/images.ts';
 import type { Image as CriImage } from '../../../generated/proto/cri/runtime/v1/api.ts';
 

@@ -30,8 +30,11 @@ export class CriClient {
 
   version(): Promise<{ runtimeName: string; runtimeVersion: string; runtimeApiVersion: string }> {
     return new Promise((resolve, reject) => {
-      this.#runtime.version(VersionRequest.fromPartial({ version: 'v1' }), new Metadata(), deadline(5_000), (err, res) =>
-        err ? reject(err) : resolve(res),
+      this.#runtime.version(
+        VersionRequest.fromPartial({ version: 'v1' }),
+        new Metadata(),
+        deadline(5_000),
+        (err, res) => (err ? reject(err) : resolve(res)),
       );
     });
   }

@@ -74,9 +74,11 @@ export function podStatusFor(input: PodStatusInput): PodStatusJson {
   const uid = pod.metadata?.uid ?? '';
 
   const previousStatus = (list: unknown, name: string) =>
-    (list as { name: string; state?: { running?: { startedAt?: unknown }; terminated?: Record<string, unknown> } }[] | undefined)?.find(
-      (s) => s.name === name,
-    );
+    (
+      list as
+        | { name: string; state?: { running?: { startedAt?: unknown }; terminated?: Record<string, unknown> } }[]
+        | undefined
+    )?.find((s) => s.name === name);
 
   const statusOf = (c: V1Container, outcome: ContainerOutcome | undefined, init: boolean): ContainerStatusJson => {
     const before = previousStatus(init ? prev?.initContainerStatuses : prev?.containerStatuses, c.name);
@@ -111,7 +113,9 @@ export function podStatusFor(input: PodStatusInput): PodStatusJson {
         },
       };
     }
-    const waiting: Record<string, unknown> = { reason: outcome?.reason ?? (init ? 'PodInitializing' : 'ContainerCreating') };
+    const waiting: Record<string, unknown> = {
+      reason: outcome?.reason ?? (init ? 'PodInitializing' : 'ContainerCreating'),
+    };
     if (outcome?.state === 'waiting' && outcome.message) waiting.message = outcome.message;
     return { ...base, imageID: '', ready: false, started: false, state: { waiting } };
   };

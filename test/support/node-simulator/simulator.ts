@@ -241,7 +241,7 @@ export class NodeSimulator {
     if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return undefined;
 
     const hostIP = '127.0.0.1';
-    const podIP = `10.244.${node.index}.${(createHash('sha256').update(uid).digest()[0] ?? 0) % 250 + 2}`;
+    const podIP = `10.244.${node.index}.${((createHash('sha256').update(uid).digest()[0] ?? 0) % 250) + 2}`;
     if (!pod.status?.containerStatuses) {
       // First sight: the kubelet reports the pod as being set up before it pulls anything.
       await this.#writeStatus(pod, podStatusFor({ pod, outcomes: new Map(), now: new Date(), hostIP, podIP }));
@@ -259,7 +259,8 @@ export class NodeSimulator {
       }
     }
     if (initDone) {
-      for (const c of pod.spec?.containers ?? []) outcomes.set(c.name, await this.#containerOutcome(node, pod, c, false));
+      for (const c of pod.spec?.containers ?? [])
+        outcomes.set(c.name, await this.#containerOutcome(node, pod, c, false));
     }
     const latest = this.#informer.get(name, namespace) ?? pod;
     if (latest.metadata?.uid !== uid || latest.metadata?.deletionTimestamp) return 0;
@@ -293,7 +294,12 @@ export class NodeSimulator {
     if (before?.imageID && before.state?.running && init) return { state: 'running', imageID: before.imageID };
 
     const image = c.image ?? '';
-    if (!image) return { state: 'waiting', reason: 'InvalidImageName', message: 'Failed to apply default image tag "": couldn\'t parse image name "": invalid reference format' };
+    if (!image)
+      return {
+        state: 'waiting',
+        reason: 'InvalidImageName',
+        message: 'Failed to apply default image tag "": couldn\'t parse image name "": invalid reference format',
+      };
     const ref = withDefaultTag(image);
     const policy = pullPolicyOf(c);
     const ran = (imageID: string): ContainerOutcome =>
@@ -303,7 +309,11 @@ export class NodeSimulator {
     try {
       present = await node.cri.imageStatus(ref);
     } catch (err) {
-      return { state: 'waiting', reason: 'ImageInspectError', message: `Failed to inspect image "${ref}": ${criErrorMessage(err)}` };
+      return {
+        state: 'waiting',
+        reason: 'ImageInspectError',
+        message: `Failed to inspect image "${ref}": ${criErrorMessage(err)}`,
+      };
     }
     if (!present && policy === 'Never') {
       const message = `Container image "${image}" is not present with pull policy of Never`;
@@ -342,7 +352,8 @@ export class NodeSimulator {
         c,
       );
       void this.#updateNodeStatus(node);
-      if (!present) return { state: 'waiting', reason: 'ErrImagePull', message: `image "${ref}" vanished after its pull` };
+      if (!present)
+        return { state: 'waiting', reason: 'ErrImagePull', message: `image "${ref}" vanished after its pull` };
     } else if (before?.state?.waiting?.reason !== 'CreateContainerError') {
       this.#event(pod, 'Normal', 'Pulled', `Container image "${image}" already present on machine`, c);
     }

@@ -1,0 +1,8 @@
+// node --test --test-global-setup=test/support/global-setup.ts: starts (or reuses) the local cluster once before any
+// test file runs, so integration tests only read its environment. The cluster is left running for the next run;
+// `make cluster-down` stops it.
+import { ensureCluster } from './cluster.ts';
+
+export async function globalSetup(): Promise<void> {
+  await ensureCluster();
+}
