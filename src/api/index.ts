@@ -7,3 +7,4 @@ export * from './errors.ts';
 export * from './names.ts';
 export * from './quantity.ts';
 export * from './reasons.ts';
+export * from './agent-lease.ts';
