@@ -26,6 +26,7 @@ describe('src/ layering rule', () => {
     { from: 'src/agent/x.ts', imports: '../containerd/client.ts', allowed: true },
     { from: 'src/cmd/x.ts', imports: '../controller/manager.ts', allowed: true },
     { from: 'src/api/x.ts', imports: '../../generated/api/v1alpha1.ts', allowed: true },
+    { from: 'src/agentapi/x.ts', imports: '../../generated/proto/tote/agent/v1/agent.ts', allowed: true },
   ];
   for (const c of cases) {
     it(`${c.allowed ? 'allows' : 'refuses'} ${c.from} → ${c.imports}`, async () => {
