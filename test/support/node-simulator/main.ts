@@ -3,15 +3,8 @@
 //     [--pull-backoff-max=300s] [--resync=10s] [--node-status=10s] [--lease-renew=10s] [--kubelet-version=v1.36.3]
 // Logs JSON lines to stderr. SIGTERM/SIGINT stop it cleanly.
 import { parseArgs } from 'node:util';
+import { parseDuration } from './duration.ts';
 import { NodeSimulator } from './simulator.ts';
-
-/** "300ms", "10s", "5m" → milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)} (use e.g. 500ms, 10s, 5m)`);
-  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Number(m[1]) * unit;
-}
 
 const { values } = parseArgs({
   options: {
