@@ -65,7 +65,7 @@ export interface RecordObservation {
   policy: EffectivePolicy;
   /** Only while Resolving. */
   digest?: DigestObservation;
-  target: { exists: boolean; platform?: string; image: TargetImageState };
+  target: { exists: boolean; agentAlive: boolean; platform?: string; image: TargetImageState };
   /** Only while Locating; best first. */
   candidates?: SourceCandidate[];
   /** Nodes whose agent could not be asked (down, not ready): a copy there is unknown, not absent. */
@@ -321,6 +321,10 @@ function locating(step: Step): void {
     notActionable(step, 'TargetNodeGone', `node ${record.spec.targetNode} no longer exists`);
     return;
   }
+  if (!obs.target.agentAlive) {
+    retryLater(step, `the agent of ${record.spec.targetNode} is not running; it must receive the image`);
+    return;
+  }
   if (obs.target.image === 'complete') {
     step.condition(ConditionTypes.Imported, 'True', 'AlreadyPresent', `${digest} is already complete on the node`);
     step.enter(Phases.Restarting, 'AlreadyPresent', `${digest} is already complete on ${record.spec.targetNode}`);
@@ -486,6 +490,10 @@ function transferring(step: Step): void {
       const message = `transfer from ${source} failed: ${error.message}`;
       step.condition(ConditionTypes.Transferred, 'False', error.reason, message);
       const attempts = step.status.attempts ?? 1;
+      if (!error.retryable) {
+        fail(step, error.reason, `${message}; this cannot succeed by retrying`);
+        return;
+      }
       if (attempts >= step.settings.maxAttempts) {
         fail(step, ConditionReasons.RetriesExhausted, `${message}; gave up after ${attempts} attempts`);
         return;

@@ -32,7 +32,7 @@ export function observation(overrides: Partial<RecordObservation> = {}): RecordO
   return {
     now,
     policy: policy(),
-    target: { exists: true, platform: 'linux/amd64', image: 'absent' },
+    target: { exists: true, agentAlive: true, platform: 'linux/amd64', image: 'absent' },
     pods: [{ name: 'app-1', uid: 'pod-1', owned: true }],
     ...overrides,
   };

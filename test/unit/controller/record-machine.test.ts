@@ -177,14 +177,17 @@ describe('decide: locating', () => {
   });
 
   it('the image already complete on the target → straight to Restarting', () => {
-    const d = decide(locating, observation({ target: { exists: true, image: 'complete' } }));
+    const d = decide(locating, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
     assert.equal(d.status?.phase, 'Restarting');
   });
 
   it('a corrupt image on the target is removed first (CreateContainerError)', () => {
     const d = decide(
       locating,
-      observation({ target: { exists: true, image: 'incomplete' }, candidates: [{ node: 'node-a' }] }),
+      observation({
+        target: { exists: true, agentAlive: true, image: 'incomplete' },
+        candidates: [{ node: 'node-a' }],
+      }),
     );
     assert.deepEqual(types(d.actions), ['removeCorruptImage', 'event', 'notify']);
     assert.equal(d.status?.phase, 'Locating');
@@ -195,7 +198,7 @@ describe('decide: locating', () => {
       locating,
       observation({
         policy: policy({ cleanCorrupt: false }),
-        target: { exists: true, image: 'incomplete' },
+        target: { exists: true, agentAlive: true, image: 'incomplete' },
         candidates: [{ node: 'node-a' }],
         transferSlotFree: true,
       }),
@@ -204,7 +207,7 @@ describe('decide: locating', () => {
   });
 
   it('a deleted target node → NotActionable', () => {
-    const d = decide(locating, observation({ target: { exists: false, image: 'unknown' } }));
+    const d = decide(locating, observation({ target: { exists: false, agentAlive: false, image: 'unknown' } }));
     assert.equal(d.status?.phase, 'NotActionable');
   });
 
@@ -256,6 +259,30 @@ describe('decide: transferring, failures and restarts', () => {
     const due = decide(at('Transferring', { nextRetryAt: now.toISOString() }), observation());
     assert.deepEqual(types(due.actions), ['startTransfer']);
     assert.equal(due.status?.nextRetryAt, undefined);
+  });
+
+  it('a failure that retrying cannot fix → Failed at once', () => {
+    const d = decide(
+      at('Transferring'),
+      observation({
+        transfer: transfer({
+          state: 'failed',
+          error: { retryable: false, reason: 'PlanTooLarge', message: 'plan exceeds 2GiB' },
+        }),
+      }),
+    );
+    assert.equal(d.status?.phase, 'Failed');
+    assert.equal(d.status?.history?.at(-1)?.reason, 'PlanTooLarge');
+  });
+
+  it('waits for the target agent instead of giving up', () => {
+    const d = decide(
+      record({ phase: 'Locating', digest }),
+      observation({ target: { exists: true, agentAlive: false, image: 'unknown' }, candidates: [{ node: 'node-a' }] }),
+    );
+    assert.equal(d.status?.phase, 'Locating');
+    assert.ok(!d.actions.some((a) => a.type === 'startTransfer'));
+    assert.ok((d.requeueAfterMs ?? 0) > 0);
   });
 
   it('gives up after maxAttempts → Failed', () => {
@@ -349,7 +376,7 @@ describe('decide: pods joining, finished records, bounds', () => {
   it('a Completed record stays put while nothing waits', () => {
     const d = decide(
       at('Completed', { completedAt: now.toISOString(), pods: [] }),
-      observation({ pods: [], target: { exists: true, image: 'complete' } }),
+      observation({ pods: [], target: { exists: true, agentAlive: true, image: 'complete' } }),
     );
     assert.equal(d.status, undefined);
     assert.deepEqual(d.actions, []);
