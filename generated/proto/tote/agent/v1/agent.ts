@@ -240,7 +240,10 @@ export interface PushImageRequest {
   password: string;
   /** PEM CA bundle for the registry; empty uses the system roots. */
   caPem: string;
+  /** Skip TLS verification (tests and emergencies only). */
   insecure: boolean;
+  /** Talk plain HTTP to the registry. */
+  plainHttp: boolean;
 }
 
 export interface PushImageResponse {
@@ -1842,7 +1845,7 @@ export const RemoveImageResponse: MessageFns<RemoveImageResponse> = {
 };
 
 function createBasePushImageRequest(): PushImageRequest {
-  return { digest: "", reference: "", username: "", password: "", caPem: "", insecure: false };
+  return { digest: "", reference: "", username: "", password: "", caPem: "", insecure: false, plainHttp: false };
 }
 
 export const PushImageRequest: MessageFns<PushImageRequest> = {
@@ -1864,6 +1867,9 @@ export const PushImageRequest: MessageFns<PushImageRequest> = {
     }
     if (message.insecure !== false) {
       writer.uint32(48).bool(message.insecure);
+    }
+    if (message.plainHttp !== false) {
+      writer.uint32(56).bool(message.plainHttp);
     }
     return writer;
   },
@@ -1929,6 +1935,14 @@ export const PushImageRequest: MessageFns<PushImageRequest> = {
             message.insecure = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.plainHttp = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1952,6 +1966,7 @@ export const PushImageRequest: MessageFns<PushImageRequest> = {
     message.password = object.password ?? "";
     message.caPem = object.caPem ?? "";
     message.insecure = object.insecure ?? false;
+    message.plainHttp = object.plainHttp ?? false;
     return message;
   },
 };

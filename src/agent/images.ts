@@ -1,0 +1,192 @@
+// The node's images as the agent reports them, read from containerd's k8s.io namespace: records grouped by target
+// digest, with the plan for this node's platform and whether every blob of it is really in the content store (an
+// image with a record but missing layers — discard_unpacked_layers, a lost blob — cannot be a transfer source).
+import { createHash } from 'node:crypto';
+import { ToteError } from '../api/errors.ts';
+import type { Containerd, ImageRecord } from '../containerd/index.ts';
+import { criManagedLabel, criManagedValue, criPinnedLabel, criPinnedValue } from '../containerd/index.ts';
+import { parseReference, withIdentifiers, defaultTag } from '../registry/reference.ts';
+import { isIndexType, maxDocumentBytes, parseIndex, planImage } from './oci.ts';
+import type { ImagePlan, OciDescriptor, Platform } from './oci.ts';
+
+export interface NodeImage {
+  readonly names: string[];
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  readonly platforms: Platform[];
+  readonly complete: boolean;
+  readonly missingDigests: string[];
+  readonly configDigest: string;
+  readonly managed: boolean;
+  readonly pinned: boolean;
+  /** Manifest and config present but layers missing: the signature of discard_unpacked_layers. */
+  readonly layersDiscarded: boolean;
+}
+
+const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/**
+ * Reads an index or manifest from the local content store, checking size and digest: a corrupt local document must
+ * never be planned from or served.
+ */
+export async function readLocalDocument(
+  containerd: Containerd,
+  d: OciDescriptor,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  if (d.size > maxDocumentBytes) {
+    throw new ToteError('terminal', 'DocumentTooLarge', `image document ${d.digest} is ${d.size} bytes`);
+  }
+  const bytes = await containerd.content.readAll(d.digest, maxDocumentBytes, { signal });
+  if (bytes.length !== d.size || sha256(bytes) !== d.digest) {
+    throw new ToteError('integrity', 'LocalBlobCorrupt', `local content ${d.digest} does not match its digest`);
+  }
+  return bytes;
+}
+
+/** The plan for `platform` from this node's own content. @throws not-found when the index or manifest is missing. */
+export function localPlan(
+  containerd: Containerd,
+  root: OciDescriptor,
+  platform: Platform,
+  signal?: AbortSignal,
+): Promise<ImagePlan> {
+  return planImage(root, platform, (d) => readLocalDocument(containerd, d, signal));
+}
+
+/** The blobs of `plan` that are missing (or truncated) in the content store. */
+export async function missingBlobs(containerd: Containerd, plan: ImagePlan): Promise<string[]> {
+  const missing: string[] = [];
+  for (const b of plan.blobs) {
+    const info = await containerd.content.info(b.digest);
+    if (info === undefined || info.size !== b.size) missing.push(b.digest);
+  }
+  return missing;
+}
+
+/** The descriptor an image record points at. */
+export const rootOf = (r: ImageRecord): OciDescriptor => ({
+  mediaType: r.target.mediaType,
+  digest: r.target.digest,
+  size: r.target.size,
+});
+
+/** Describes the image whose records are `records` (all with the same target) for a node of `platform`. */
+export async function describeImage(
+  containerd: Containerd,
+  records: readonly ImageRecord[],
+  platform: Platform,
+): Promise<NodeImage> {
+  const first = records[0];
+  if (first === undefined) throw new ToteError('not-found', 'ImageNotFound', 'no image records');
+  const root = rootOf(first);
+  const base = {
+    names: records.map((r) => r.name).sort(),
+    digest: root.digest,
+    mediaType: root.mediaType,
+    managed: records.some((r) => r.labels[criManagedLabel] === criManagedValue),
+    pinned: records.some((r) => r.labels[criPinnedLabel] === criPinnedValue),
+  };
+  let platforms: Platform[] = [];
+  let plan: ImagePlan;
+  try {
+    if (isIndexType(root.mediaType)) {
+      platforms = parseIndex(await readLocalDocument(containerd, root), root).flatMap((m) =>
+        m.platform ? [m.platform] : [],
+      );
+    }
+    plan = await localPlan(containerd, root, platform);
+  } catch (err) {
+    if (!(err instanceof ToteError) || (err.kind !== 'not-found' && err.kind !== 'integrity')) throw err;
+    // The index or the manifest itself is missing or corrupt: nothing of this image can be trusted.
+    const missing = err.kind === 'not-found' && err.reason === 'NoManifestForPlatform' ? [] : [root.digest];
+    return {
+      ...base,
+      size: root.size,
+      platforms,
+      complete: false,
+      missingDigests: missing,
+      configDigest: '',
+      layersDiscarded: false,
+    };
+  }
+  if (platforms.length === 0) {
+    try {
+      const config = JSON.parse(
+        (await readLocalDocument(containerd, plan.config)).toString('utf8'),
+      ) as Partial<Platform>;
+      if (config.os && config.architecture)
+        platforms = [
+          { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+        ];
+    } catch {
+      // a missing config is reported through missingDigests
+    }
+  }
+  const missingDigests = await missingBlobs(containerd, plan);
+  const layerDigests = new Set(plan.layers.map((l) => l.digest));
+  const onlyLayersMissing = missingDigests.length > 0 && missingDigests.every((d) => layerDigests.has(d));
+  return {
+    ...base,
+    size: plan.totalSize,
+    platforms,
+    complete: missingDigests.length === 0,
+    missingDigests,
+    configDigest: plan.config.digest,
+    layersDiscarded: onlyLayersMissing && base.managed,
+  };
+}
+
+/** Every image in the namespace (or those with the given target digests), grouped by target digest. */
+export async function listNodeImages(
+  containerd: Containerd,
+  platform: Platform,
+  digests: readonly string[] = [],
+): Promise<NodeImage[]> {
+  const records = await containerd.images.list(digests.map((d) => `target.digest==${d}`));
+  const byDigest = new Map<string, ImageRecord[]>();
+  for (const r of records) byDigest.set(r.target.digest, [...(byDigest.get(r.target.digest) ?? []), r]);
+  const out: NodeImage[] = [];
+  for (const group of byDigest.values()) out.push(await describeImage(containerd, group, platform));
+  return out.sort((a, b) => a.digest.localeCompare(b.digest));
+}
+
+/**
+ * The normalised record name CRI would use for `reference` (`nginx` → `docker.io/library/nginx:latest`), or the
+ * digest/id itself for `sha256:…`.
+ */
+export function recordNameFor(reference: string): string {
+  if (/^sha256:[a-f0-9]{64}$/.test(reference)) return reference;
+  const ref = parseReference(reference);
+  if (ref.digest !== undefined) return withIdentifiers(ref, { digest: ref.digest }).toString();
+  return withIdentifiers(ref, { tag: ref.tag ?? defaultTag }).toString();
+}
+
+/** The repository part of a normalised name (`docker.io/library/nginx:1.25` → `docker.io/library/nginx`). */
+export const repositoryOf = (reference: string): string => parseReference(reference).name;
+
+/**
+ * Every blob digest a peer may read for the image `digest`: the root, every child manifest the node holds, and their
+ * configs and layers. Used by ReadBlob so a token for one image cannot read another image's blobs.
+ */
+export async function imageClosure(containerd: Containerd, digest: string): Promise<Set<string>> {
+  const records = await containerd.images.list([`target.digest==${digest}`]);
+  const first = records[0];
+  if (first === undefined) throw new ToteError('not-found', 'ImageNotFound', `no image ${digest} on this node`);
+  const root = rootOf(first);
+  const closure = new Set<string>([root.digest]);
+  const manifests = isIndexType(root.mediaType) ? parseIndex(await readLocalDocument(containerd, root), root) : [root];
+  for (const m of manifests) {
+    closure.add(m.digest);
+    let plan: ImagePlan;
+    try {
+      plan = await planImage(m, { os: '', architecture: '' }, (d) => readLocalDocument(containerd, d));
+    } catch (err) {
+      if (err instanceof ToteError && (err.kind === 'not-found' || err.kind === 'terminal')) continue; // other platforms' manifests are usually absent
+      throw err;
+    }
+    for (const b of plan.blobs) closure.add(b.digest);
+  }
+  return closure;
+}
