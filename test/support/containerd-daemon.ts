@@ -18,7 +18,7 @@ import {
   closeSync,
 } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { connectContainerd } from '../../src/containerd/index.ts';
 
 export interface ContainerdDaemon {
@@ -30,6 +30,8 @@ export interface ContainerdDaemon {
   readonly version: string;
   readonly binary: string;
   readonly criEnabled: boolean;
+  /** The ctr built with this containerd when there is one (2.x), else Debian's. */
+  readonly ctr: string;
   /** The daemon's log so far (for assertion messages). */
   log(): string;
   /** Kills the daemon and its shims, unmounts and removes its directories. Idempotent. */
@@ -143,7 +145,12 @@ export async function startContainerd(options: StartOptions = {}): Promise<Conta
   writeFileSync(config, configToml(dir, cri));
   const logPath = join(dir, 'containerd.log');
   const logFd = openSync(logPath, 'a');
-  const child: ChildProcess = spawn(binary, ['--config', config], { stdio: ['ignore', logFd, logFd] });
+  // The daemon finds its shim on PATH: the one built beside a 2.x binary must win over Debian's 1.6 shim.
+  const binDir = dirname(binary);
+  const child: ChildProcess = spawn(binary, ['--config', config], {
+    stdio: ['ignore', logFd, logFd],
+    env: { ...process.env, PATH: `${binDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` },
+  });
   closeSync(logFd);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const socket = join(dir, 'containerd.sock');
@@ -187,7 +194,8 @@ export async function startContainerd(options: StartOptions = {}): Promise<Conta
   } finally {
     client.close();
   }
-  return { socket, dir, root: join(dir, 'root'), version: version ?? '', binary, criEnabled: cri, log, stop };
+  const ctr = existsSync(join(binDir, 'ctr')) ? join(binDir, 'ctr') : 'ctr';
+  return { socket, dir, root: join(dir, 'root'), version: version ?? '', binary, criEnabled: cri, ctr, log, stop };
 }
 
 /** Kills containerd-shim processes started for this daemon (their command line names its socket). */
