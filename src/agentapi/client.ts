@@ -119,6 +119,7 @@ const defaultUnaryTimeoutMs = 30_000;
 const defaultStreamTimeoutMs = 60 * 60_000;
 /** Blob chunks are ≤ 1 MiB; manifests lists can be large on big nodes. */
 const maxMessageBytes = 16 * 1024 * 1024;
+const flowControlWindowBytes = 8 * 1024 * 1024;
 
 type Callback<Res> = (err: ServiceError | null, res: Res) => void;
 type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: Partial<GrpcCallOptions>, cb: Callback<Res>) => ClientUnaryCall;
@@ -130,6 +131,8 @@ export function connectAgent(options: AgentClientOptions): AgentClient {
     // Agents are dialled by IP, and an IP is not a valid TLS server name (RFC 6066): send a fixed one. The server's
     // identity is checked from its certificate's URI SAN (tls.ts), not from this name.
     'grpc.ssl_target_name_override': 'tote-agent',
+    // HTTP/2's default 64 KiB receive window caps a blob stream at one window per round trip: open it wide.
+    'grpc-node.flow_control_window': flowControlWindowBytes,
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
   });

@@ -135,7 +135,11 @@ class GrpcContentWriter implements ContentWriter {
         `ingest ${this.ref}: ${this.#offset + chunk.length} bytes written, more than the announced ${this.#total}`,
       );
     }
-    const answered = this.#send({ action: WriteAction.WRITE, offset: this.#offset, data: Buffer.from(chunk) });
+    const answered = this.#send({
+      action: WriteAction.WRITE,
+      offset: this.#offset,
+      data: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+    });
     answered.catch(() => undefined); // surfaced through the window or the commit
     this.#offset += chunk.length;
     this.#inflight.push(answered);

@@ -1,0 +1,255 @@
+// Transfer benchmark (`make bench-transfer`): a 1 GiB image in 8 layers moved node-a → node-b by the agents (each in
+// its own process), against (1) the Go tote's data path reproduced with containerd's own tools, `ctr images export`
+// piped into `ctr images import` (node-a → node-c), and (2) the ceiling: copying the same blob files on this disk with
+// an fsync each. Prints progress to stderr and, as its last stdout line, one JSON object with the figures.
+import { spawn, execFileSync } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
+import {
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { connectAgent, generateTransferKeys, signTransferToken } from '../../src/agentapi/index.ts';
+import {
+  connectContainerd,
+  gcRefConfigLabel,
+  gcRefLayerLabel,
+  criManagedLabel,
+  criManagedValue,
+} from '../../src/containerd/index.ts';
+import type { Containerd } from '../../src/containerd/index.ts';
+import { startContainerd } from '../../test/support/containerd-daemon.ts';
+import type { ContainerdDaemon } from '../../test/support/containerd-daemon.ts';
+import { makePki } from '../../test/integration/agent/harness.ts';
+
+const layerCount = 8;
+const layerBytes = 128 * 1024 * 1024;
+const name = 'bench.test/tote/big:1';
+const log = (msg: string) => process.stderr.write(`bench-transfer: ${msg}\n`);
+const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Writes one blob from a generator of pieces (≤ 1 MiB) under `lease`. */
+async function writeBlob(
+  c: Containerd,
+  lease: string,
+  digest: string,
+  size: number,
+  pieces: Iterable<Buffer>,
+  labels = {},
+) {
+  const w = await c.content.openWriter(`bench-${digest}`, { total: size, expected: digest, lease });
+  for (const p of pieces) await w.write(p);
+  await w.commit(labels);
+}
+
+function* keystream(seed: string, size: number): Generator<Buffer> {
+  const cipher = createCipheriv(
+    'aes-128-ctr',
+    createHash('sha256').update(seed).digest().subarray(0, 16),
+    Buffer.alloc(16),
+  );
+  const zero = Buffer.alloc(1 << 20);
+  for (let done = 0; done < size; done += zero.length)
+    yield cipher.update(zero.subarray(0, Math.min(zero.length, size - done)));
+}
+
+/** An uncompressed layer: one 512-byte tar header, `size - 1536` bytes of content, end-of-archive. Deterministic. */
+function* layerPieces(i: number): Generator<Buffer> {
+  const content = layerBytes - 512 - 1024;
+  const h = Buffer.alloc(512);
+  h.write(`data/layer-${i}`, 0);
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(`${content.toString(8).padStart(11, '0')}\0`, 124);
+  h.write('00000000000\0', 136);
+  h.write('        ', 148);
+  h.write('0', 156);
+  h.write('ustar\u000000', 257);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  yield h;
+  yield* keystream(`bench-layer-${i}`, content); // content is a multiple of 512 (no padding needed)
+  yield Buffer.alloc(1024);
+}
+
+async function seed(c: Containerd) {
+  const lease = 'bench-seed';
+  await c.leases.create(lease, new Date(Date.now() + 3_600_000));
+  const layers: { digest: string; size: number }[] = [];
+  for (let i = 0; i < layerCount; i++) {
+    const hash = createHash('sha256');
+    for (const p of layerPieces(i)) hash.update(p);
+    const digest = `sha256:${hash.digest('hex')}`;
+    await writeBlob(c, lease, digest, layerBytes, layerPieces(i));
+    layers.push({ digest, size: layerBytes });
+    log(`seeded layer ${i + 1}/${layerCount}`);
+  }
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+    }),
+  );
+  const configDigest = sha256(config);
+  await writeBlob(c, lease, configDigest, config.length, [config]);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+    }),
+  );
+  const labels: Record<string, string> = { [gcRefConfigLabel]: configDigest };
+  layers.forEach((l, i) => (labels[gcRefLayerLabel(i)] = l.digest));
+  const manifestDigest = sha256(manifest);
+  await writeBlob(c, lease, manifestDigest, manifest.length, [manifest], labels);
+  const target = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: manifestDigest,
+    size: manifest.length,
+  };
+  for (const n of [name, `bench.test/tote/big@${manifestDigest}`, configDigest]) {
+    await c.images.create({ name: n, target, labels: { [criManagedLabel]: criManagedValue } });
+  }
+  await c.leases.delete(lease);
+  return { manifestDigest, layers, total: layers.reduce((s, l) => s + l.size, 0) + config.length + manifest.length };
+}
+
+function procStatus(pid: number): { rssKb: number; hwmKb: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+}
+
+const daemons: ContainerdDaemon[] = [];
+const children: ReturnType<typeof spawn>[] = [];
+const pki = makePki();
+const work = mkdtempSync(join(tmpdir(), 'tote-bench-'));
+try {
+  const keys = generateTransferKeys();
+  writeFileSync(join(work, 'pub.pem'), keys.publicKeyPem);
+  const [a, b, c] = [
+    await startContainerd({ name: 'bench-a' }),
+    await startContainerd({ name: 'bench-b' }),
+    await startContainerd({ name: 'bench-c' }),
+  ];
+  daemons.push(a, b, c);
+  const ca = connectContainerd({ socket: a.socket });
+  log('seeding 1 GiB on node-a');
+  const image = await seed(ca);
+
+  const startAgent = async (node: string, daemon: ContainerdDaemon) => {
+    pki.issue({ kind: 'agent', node }, node);
+    const cfg = {
+      nodeName: node,
+      socket: daemon.socket,
+      ca: join(pki.dir, 'ca.crt'),
+      cert: join(pki.dir, `${node}.crt`),
+      key: join(pki.dir, `${node}.key`),
+      publicKey: join(work, 'pub.pem'),
+    };
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'agent-process.ts'), JSON.stringify(cfg)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    for await (const line of createInterface({ input: child.stdout! })) {
+      if (line.startsWith('LISTENING ')) return { address: line.slice('LISTENING '.length), pid: child.pid! };
+    }
+    throw new Error(`agent ${node} exited before listening`);
+  };
+  const agentA = await startAgent('node-a', a);
+  const agentB = await startAgent('node-b', b);
+  const controllerTls = pki.issue({ kind: 'controller' }, 'controller');
+  const client = connectAgent({
+    address: agentB.address,
+    tls: controllerTls,
+    server: { kind: 'agent', node: 'node-b' },
+  });
+  const before = procStatus(agentB.pid);
+  const sourceBefore = procStatus(agentA.pid);
+
+  log('agent transfer node-a → node-b');
+  let started = performance.now();
+  const now = new Date();
+  const done = await client.import({
+    digest: image.manifestDigest,
+    sourceAddress: agentA.address,
+    sourceNode: 'node-a',
+    token: signTransferToken(keys.privateKeyPem, {
+      digest: image.manifestDigest,
+      source: 'node-a',
+      target: 'node-b',
+      issuedAt: now,
+      expiresAt: new Date(now.getTime() + 30 * 60_000),
+    }),
+    names: [name],
+  });
+  const agentSeconds = (performance.now() - started) / 1000;
+  if (done.bytesTransferred !== image.total) throw new Error(`moved ${done.bytesTransferred} of ${image.total} bytes`);
+  const after = procStatus(agentB.pid);
+  const sourceAfter = procStatus(agentA.pid);
+  client.close();
+
+  log('ctr export | ctr import node-a → node-c');
+  started = performance.now();
+  execFileSync(
+    'bash',
+    [
+      '-o',
+      'pipefail',
+      '-c',
+      `ctr -a ${a.socket} -n k8s.io images export - ${name} | ctr -a ${c.socket} -n k8s.io images import --no-unpack -`,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const ctrSeconds = (performance.now() - started) / 1000;
+
+  log('raw copy of the blob files');
+  const copyDir = join(work, 'copy');
+  execFileSync('mkdir', ['-p', copyDir]);
+  started = performance.now();
+  for (const l of image.layers) {
+    const dest = join(copyDir, l.digest.slice(7));
+    copyFileSync(join(a.root, 'io.containerd.content.v1.content', 'blobs', 'sha256', l.digest.slice(7)), dest);
+    const fd = openSync(dest, 'r+');
+    fsyncSync(fd);
+    closeSync(fd);
+  }
+  const copySeconds = (performance.now() - started) / 1000;
+  rmSync(copyDir, { recursive: true, force: true });
+
+  const mb = image.total / 1e6;
+  const result = {
+    image_bytes: image.total,
+    layers: layerCount,
+    seconds: Number(agentSeconds.toFixed(3)),
+    mb_per_s: Number((mb / agentSeconds).toFixed(1)),
+    export_import_mb_per_s: Number((mb / ctrSeconds).toFixed(1)),
+    raw_copy_mb_per_s: Number((mb / copySeconds).toFixed(1)),
+    vs_export_import: Number((ctrSeconds / agentSeconds).toFixed(2)),
+    vs_raw_copy: Number((copySeconds / agentSeconds).toFixed(2)),
+    agent_rss_before_mb: Number((before.rssKb / 1024).toFixed(1)),
+    agent_peak_rss_mb: Number((after.hwmKb / 1024).toFixed(1)),
+    agent_rss_growth_mb: Number(((after.hwmKb - before.rssKb) / 1024).toFixed(1)),
+    source_agent_rss_growth_mb: Number(((sourceAfter.hwmKb - sourceBefore.rssKb) / 1024).toFixed(1)),
+  };
+  console.log(JSON.stringify(result));
+  ca.close();
+} finally {
+  for (const child of children) child.kill('SIGTERM');
+  for (const d of daemons) await d.stop();
+  pki.cleanup();
+  rmSync(work, { recursive: true, force: true });
+}
