@@ -1,0 +1,73 @@
+// The options of `tote agent`. Every field is documented by its help text; `tote agent --help` prints them.
+
+import { kubeOptions, loggingOptions, serveOptions, tlsOptions, validateTls } from './common.ts';
+import { option, parseConfig } from './options.ts';
+import type { ConfigOf } from './options.ts';
+
+export const agentOptions = {
+  nodeName: option.string({
+    flag: 'node-name',
+    env: 'TOTE_NODE_NAME',
+    required: true,
+    help: 'Name of the Kubernetes node this agent serves (downward API spec.nodeName).',
+  }),
+  listenAddress: option.bindAddress({
+    flag: 'listen-address',
+    env: 'TOTE_LISTEN_ADDRESS',
+    default: option.bindAddress({ flag: 'x', help: '' }).parse(':9443'),
+    help: "Address of the agent's gRPC server (mTLS when the TLS files are given).",
+  }),
+  containerdAddress: option.path({
+    flag: 'containerd-address',
+    env: 'TOTE_CONTAINERD_ADDRESS',
+    default: '/run/containerd/containerd.sock',
+    help: "containerd's gRPC socket.",
+  }),
+  containerdNamespace: option.string({
+    flag: 'containerd-namespace',
+    env: 'TOTE_CONTAINERD_NAMESPACE',
+    default: 'k8s.io',
+    help: "containerd namespace holding the kubelet's images.",
+  }),
+  advertiseAddress: option.string({
+    flag: 'advertise-address',
+    env: 'TOTE_ADVERTISE_ADDRESS',
+    help: 'host:port the controller and peer agents dial (in a cluster: $(POD_IP):9443). Default: the listen address.',
+  }),
+  leaseNamespace: option.string({
+    flag: 'lease-namespace',
+    env: 'TOTE_LEASE_NAMESPACE',
+    default: 'tote-system',
+    help: 'Namespace of the Lease through which the agent announces its address to the controller.',
+  }),
+  tokenPublicKeyFile: option.path({
+    flag: 'token-public-key-file',
+    env: 'TOTE_TOKEN_PUBLIC_KEY_FILE',
+    help: "PEM Ed25519 public key of the controller's transfer-token signing key.",
+  }),
+  maxImageBytes: option.integer({
+    flag: 'max-image-bytes',
+    env: 'TOTE_MAX_IMAGE_BYTES',
+    default: 2 * 1024 ** 3,
+    min: 1,
+    help: 'Largest import plan accepted when the controller asks for no other limit.',
+  }),
+  ...kubeOptions,
+  ...serveOptions({ metrics: ':9090', health: ':9091' }),
+  ...tlsOptions,
+  ...loggingOptions,
+};
+
+export type AgentConfig = ConfigOf<typeof agentOptions>;
+
+/** Parses `tote agent`'s flags and environment. Throws ConfigError or HelpRequested (see options.ts). */
+export function parseAgentConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): AgentConfig {
+  return parseConfig(agentOptions, argv, env, {
+    usage: 'tote agent [flags]',
+    description: 'Runs the tote agent beside containerd on one node: lists, transfers, imports and pushes images.',
+    validate: validateTls,
+  });
+}
