@@ -1,0 +1,111 @@
+// Leader election on a real Lease: two electors, exactly one leads; the other takes over when the leader stops
+// (released at once) or dies without releasing (after the lease expires). Short timings; every wait is on a callback
+// with a deadline.
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureCluster, kubeConfig, testNamespace } from '../../support/index.ts';
+import type { ClusterEnv } from '../../support/index.ts';
+import { KubeClient, resources } from '../../../src/runtime/kube.ts';
+import { LeaderElector } from '../../../src/runtime/leader-election.ts';
+import type { Lease } from '../../../src/runtime/leader-election.ts';
+import { withDeadline } from './deadline.ts';
+
+interface Candidate {
+  elector: LeaderElector;
+  started: Promise<string>;
+  stopped: Promise<string>;
+  leadership: AbortSignal | undefined;
+}
+
+describe('leader election (real API server)', () => {
+  let env: ClusterEnv;
+  before(async () => {
+    env = await ensureCluster();
+  });
+
+  function candidate(namespace: string, identity: string, releaseOnStop = true): Candidate {
+    let onStarted!: (id: string) => void;
+    let onStopped!: (id: string) => void;
+    const c: Candidate = {
+      started: new Promise((resolve) => (onStarted = resolve)),
+      stopped: new Promise((resolve) => (onStopped = resolve)),
+      leadership: undefined,
+      elector: new LeaderElector({
+        client: new KubeClient(kubeConfig(env), { requestTimeoutMs: 1000 }),
+        namespace,
+        name: 'tote-test-leader',
+        identity,
+        leaseDurationMs: 2000,
+        renewDeadlineMs: 1500,
+        retryPeriodMs: 200,
+        releaseOnStop,
+        onStartedLeading: (signal) => {
+          c.leadership = signal;
+          onStarted(identity);
+        },
+        onStoppedLeading: () => onStopped(identity),
+      }),
+    };
+    return c;
+  }
+
+  async function electOne(a: Candidate, b: Candidate): Promise<[Candidate, Candidate]> {
+    void a.elector.start();
+    void b.elector.start();
+    const first = await withDeadline(Promise.race([a.started, b.started]), 10_000, 'a first leader');
+    return first === a.elector.identity ? [a, b] : [b, a];
+  }
+
+  it('elects exactly one leader; the standby takes over at once when the leader stops', async (t) => {
+    const ns = await testNamespace(env, t);
+    const a = candidate(ns.name, 'a');
+    const b = candidate(ns.name, 'b');
+    t.after(() => Promise.all([a.elector.stop(), b.elector.stop()]));
+    const [leader, standby] = await electOne(a, b);
+    assert.equal(leader.elector.isLeader(), true);
+    assert.equal(standby.elector.isLeader(), false);
+
+    // Several renew periods later the standby is still standing by, and knows who leads.
+    const client = new KubeClient(kubeConfig(env));
+    const lease1 = await client.get<Lease>(resources.leases, 'tote-test-leader', ns.name);
+    assert.equal(lease1.spec?.holderIdentity, leader.elector.identity);
+    await withDeadline(
+      (async () => {
+        for (;;) {
+          const lease = await client.get<Lease>(resources.leases, 'tote-test-leader', ns.name);
+          if (lease.spec?.renewTime !== lease1.spec?.renewTime) return;
+        }
+      })(),
+      5000,
+      'the leader to renew',
+    );
+    assert.equal(standby.elector.isLeader(), false, 'never two leaders');
+    assert.equal(standby.elector.leader, leader.elector.identity);
+
+    const stoppedAt = Date.now();
+    await leader.elector.stop();
+    assert.equal(await withDeadline(leader.stopped, 1000, 'onStoppedLeading'), leader.elector.identity);
+    assert.equal(leader.leadership?.aborted, true, "the old leader's signal aborted");
+    await withDeadline(standby.started, 5000, 'the standby to take over');
+    // Released: no need to wait out the 2 s lease.
+    assert.ok(Date.now() - stoppedAt < 2000, `took over in ${Date.now() - stoppedAt} ms`);
+    const lease2 = await client.get<Lease>(resources.leases, 'tote-test-leader', ns.name);
+    assert.equal(lease2.spec?.holderIdentity, standby.elector.identity);
+    assert.equal(lease2.spec?.leaseTransitions, (lease1.spec?.leaseTransitions ?? 0) + 1);
+  });
+
+  it('takes over after the lease expires when the leader dies without releasing', async (t) => {
+    const ns = await testNamespace(env, t);
+    const a = candidate(ns.name, 'a', false);
+    const b = candidate(ns.name, 'b', false);
+    t.after(() => Promise.all([a.elector.stop(), b.elector.stop()]));
+    const [leader, standby] = await electOne(a, b);
+    const stoppedAt = Date.now();
+    await leader.elector.stop(); // stops renewing, leaves the lease held: like a crash
+    await withDeadline(standby.started, 10_000, 'the standby to take over');
+    const waited = Date.now() - stoppedAt;
+    assert.ok(waited >= 1500, `respected the lease (took over after ${waited} ms)`);
+    assert.equal(leader.elector.isLeader(), false);
+    assert.equal(standby.elector.isLeader(), true);
+  });
+});
