@@ -8,13 +8,15 @@ import type { ClusterEnv } from '../../support/index.ts';
 import { KubeClient, resources } from '../../../src/runtime/kube.ts';
 import { LeaderElector } from '../../../src/runtime/leader-election.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
-import { withDeadline } from './deadline.ts';
+import { Condition, withDeadline } from './deadline.ts';
 
 interface Candidate {
   elector: LeaderElector;
   started: Promise<string>;
   stopped: Promise<string>;
   leadership: AbortSignal | undefined;
+  /** Notified whenever the elector observes a new leader. */
+  observed: Condition;
 }
 
 describe('leader election (real API server)', () => {
@@ -30,6 +32,7 @@ describe('leader election (real API server)', () => {
       started: new Promise((resolve) => (onStarted = resolve)),
       stopped: new Promise((resolve) => (onStopped = resolve)),
       leadership: undefined,
+      observed: new Condition(),
       elector: new LeaderElector({
         client: new KubeClient(kubeConfig(env), { requestTimeoutMs: 1000 }),
         namespace,
@@ -44,6 +47,7 @@ describe('leader election (real API server)', () => {
           onStarted(identity);
         },
         onStoppedLeading: () => onStopped(identity),
+        onNewLeader: () => c.observed.notify(),
       }),
     };
     return c;
@@ -79,8 +83,12 @@ describe('leader election (real API server)', () => {
       5000,
       'the leader to renew',
     );
+    await standby.observed.until(
+      () => standby.elector.leader === leader.elector.identity,
+      5000,
+      'the standby to observe the leader',
+    );
     assert.equal(standby.elector.isLeader(), false, 'never two leaders');
-    assert.equal(standby.elector.leader, leader.elector.identity);
 
     const stoppedAt = Date.now();
     await leader.elector.stop();
