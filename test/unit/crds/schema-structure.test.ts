@@ -44,9 +44,7 @@ describe('CRD schemas', () => {
       describe(`${file} ${version.name}`, () => {
         it('describes every field', () => {
           // metadata is ObjectMeta: the API server forbids describing it in a CRD.
-          const missing = [...fields(root, '')]
-            .filter(([p, s]) => !s.description && p !== '.metadata')
-            .map(([p]) => p);
+          const missing = [...fields(root, '')].filter(([p, s]) => !s.description && p !== '.metadata').map(([p]) => p);
           assert.deepEqual(missing, []);
         });
 

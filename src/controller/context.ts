@@ -1,0 +1,51 @@
+// Everything the controller's reconcilers share, built once by the manager. Reconcilers read the world from the
+// informer caches and act through the clients here; tests build the same object around a real API server.
+import type { V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
+import type { ImportResponse, PushImageResponse } from '../agentapi/index.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { KubeClient } from '../runtime/kube.ts';
+import type { Logger } from '../runtime/logging.ts';
+import type { AgentDirectory } from './agents.ts';
+import type { EventRecorder } from './events.ts';
+import type { ControllerMetrics } from './metrics.ts';
+import type { OperationTracker } from './operations.ts';
+import type { MachineSettings } from './record-machine.ts';
+import type { SecretReader } from './secrets.ts';
+import type { Notifier } from './notifier.ts';
+
+export interface Caches {
+  pods: Informer<V1Pod>;
+  nodes: Informer<V1Node>;
+  namespaces: Informer<V1Namespace>;
+  policies: Informer<SalvagePolicy>;
+  records: Informer<SalvageRecord>;
+  agentLeases: Informer<V1Lease>;
+}
+
+/** Informer index names. */
+export const Indexes = {
+  podsByNode: 'node',
+  recordsByPolicy: 'policy',
+  recordsByNode: 'node',
+} as const;
+
+export interface ControllerContext {
+  kube: KubeClient;
+  clock: Clock;
+  log: Logger;
+  metrics: ControllerMetrics;
+  caches: Caches;
+  agents: AgentDirectory;
+  imports: OperationTracker<ImportResponse>;
+  pushes: OperationTracker<PushImageResponse>;
+  events: EventRecorder;
+  secrets: SecretReader;
+  notifier: Notifier;
+  /** Signs a transfer token for `target` to read `digest` from `source`. */
+  signToken: (claims: { digest: string; source: string; target: string }) => string;
+  machine: MachineSettings;
+  enqueueRecord: (key: string) => void;
+  enqueuePolicy: (name: string) => void;
+}

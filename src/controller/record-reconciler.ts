@@ -1,0 +1,533 @@
+// SalvageRecords → images on nodes. One reconcile: observe what the current phase needs (caches first, agents and the
+// registry only when the phase asks), decide purely (record-machine.ts), write the status once, conditional on the
+// resourceVersion the decision was based on, and only then act. A conflict means someone wrote in between: the
+// reconcile ends and runs again on fresh data, so no action is ever taken on a stale decision.
+import type { V1Pod } from '@kubernetes/client-node';
+import { errorMessage, isToteError, Phases } from '../api/index.ts';
+import type { SalvageRecord, SalvageRecordStatus } from '../api/index.ts';
+import type { AgentImage, ImportResponse } from '../agentapi/index.ts';
+import { ImportPhase } from '../agentapi/index.ts';
+import { credentialsFromSecret, parseReference, RegistryClient } from '../registry/index.ts';
+import { resources } from '../runtime/kube.ts';
+import type { ReconcileContext, ReconcileResult } from '../runtime/reconcile-loop.ts';
+import { platformString } from './agents.ts';
+import type { NodeInventory } from './agents.ts';
+import { Indexes } from './context.ts';
+import type { ControllerContext } from './context.ts';
+import { controllerOwner } from './detection.ts';
+import { defaultPolicy, effectivePolicy } from './effective-policy.ts';
+import type { EffectivePolicy } from './effective-policy.ts';
+import { incidentsOf } from './incidents.ts';
+import { digestFromNodeImages, nodePlatform, normalise } from './node-images.ts';
+import { recordResource } from './pod-reconciler.ts';
+import { decide } from './record-machine.ts';
+import type {
+  DigestObservation,
+  RecordAction,
+  RecordObservation,
+  SourceCandidate,
+  TargetImageState,
+  TransferObservation,
+  WaitingPod,
+} from './record-machine.ts';
+
+/** Transfer tokens live long enough for one attempt; a retry gets a fresh one. */
+const tokenLifetimeMs = 30 * 60_000;
+
+export async function reconcileRecord(
+  c: ControllerContext,
+  key: string,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult | void> {
+  const record = c.caches.records.get(key);
+  if (!record || record.metadata?.deletionTimestamp) {
+    return;
+  }
+  const policy = policyOf(c, record);
+  const obs = await observe(c, record, policy, ctx);
+  const decision = decide(record, obs, c.machine);
+  if (decision.status) {
+    await writeStatus(c, record, decision.status);
+    countTransition(c, record, decision.status);
+  }
+  for (const action of decision.actions) await act(c, record, policy, action, ctx);
+  if (decision.status?.phase && decision.status.phase !== record.status?.phase) {
+    ctx.log.info('record moved', {
+      from: record.status?.phase ?? 'Pending',
+      to: decision.status.phase,
+      message: decision.status.message,
+    });
+    if (record.spec.policyRef?.name) c.enqueuePolicy(record.spec.policyRef.name);
+  }
+  return decision.requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(1, decision.requeueAfterMs) } : undefined;
+}
+
+function policyOf(c: ControllerContext, record: SalvageRecord): EffectivePolicy {
+  const name = record.spec.policyRef?.name;
+  const policy = name ? c.caches.policies.getByName(name) : undefined;
+  return policy ? effectivePolicy(policy) : defaultPolicy;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Observation
+
+async function observe(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  ctx: ReconcileContext,
+): Promise<RecordObservation> {
+  const phase = record.status?.phase ?? Phases.Pending;
+  const node = c.caches.nodes.getByName(record.spec.targetNode);
+  const alive = c.agents.alive();
+  const obs: RecordObservation = {
+    now: new Date(c.clock.now()),
+    policy,
+    target: {
+      exists: node !== undefined,
+      agentAlive: alive.has(record.spec.targetNode),
+      ...(node ? { platform: nodePlatform(node) } : {}),
+      image: 'unknown',
+    },
+    pods: waitingPods(c, record),
+  };
+  const digest = record.spec.digest ?? record.status?.digest;
+  switch (phase) {
+    case 'Resolving':
+      if (!record.spec.digest) obs.digest = await resolveDigest(c, record, policy, ctx);
+      break;
+    case 'Locating':
+      if (digest) await locate(c, record, digest, policy, obs, ctx);
+      break;
+    case 'Transferring':
+    case 'Importing': {
+      const transfer = transferObservation(c, record);
+      if (transfer) obs.transfer = transfer;
+      break;
+    }
+    case 'Pushing': {
+      const push = c.pushes.get(record.metadata?.uid ?? '');
+      if (push && push.state !== 'running') {
+        obs.push =
+          push.state === 'succeeded'
+            ? { state: 'succeeded', reference: push.progress?.pushedReference ?? '' }
+            : { state: 'failed', message: push.error?.message ?? 'push failed' };
+      } else if (push) {
+        obs.push = { state: 'pushing' };
+      }
+      break;
+    }
+    default:
+      // Finished records look at the target only when a pod waits again (reopen); otherwise they cost nothing.
+      if (obs.pods.length > 0 && digest && obs.target.agentAlive) {
+        obs.target.image = await targetImageState(c, record.spec.targetNode, digest, ctx);
+      }
+  }
+  return obs;
+}
+
+/** Pods on the target node, in the record's namespace, stuck on this record's image. */
+function waitingPods(c: ControllerContext, record: SalvageRecord): WaitingPod[] {
+  const namespace = record.metadata?.namespace;
+  const nodes = c.caches.nodes.list();
+  const pods: WaitingPod[] = [];
+  for (const pod of c.caches.pods.byIndex(Indexes.podsByNode, record.spec.targetNode)) {
+    if (pod.metadata?.namespace !== namespace) continue;
+    const waiting = incidentsOf(pod, nodes).some(
+      (i) => i.recordName === record.metadata?.name || i.image === record.spec.imageRef,
+    );
+    if (waiting) pods.push(toWaitingPod(pod));
+  }
+  return pods.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const toWaitingPod = (pod: V1Pod): WaitingPod => ({
+  name: pod.metadata?.name ?? '',
+  uid: pod.metadata?.uid ?? '',
+  owned: controllerOwner(pod) !== undefined,
+});
+
+/** The resolution chain: the pod's own status, the nodes' image lists, the agents, then (if allowed) the registry. */
+async function resolveDigest(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  ctx: ReconcileContext,
+): Promise<DigestObservation> {
+  const image = record.spec.imageRef;
+  const pod = record.spec.podRef
+    ? c.caches.pods.getByName(record.spec.podRef.name, record.metadata?.namespace)
+    : undefined;
+  if (pod) {
+    const fromPod = incidentsOf(pod, []).find((i) => i.image === image)?.digest;
+    if (fromPod) return { kind: 'resolved', digest: fromPod, source: 'pod' };
+  }
+  const fromNodes = digestFromNodeImages(c.caches.nodes.list(), image);
+  if (fromNodes) return { kind: 'resolved', digest: fromNodes, source: 'node' };
+  const fromAgents = await digestFromAgents(c, image, ctx);
+  if (fromAgents) return { kind: 'resolved', digest: fromAgents, source: 'agent' };
+  if (!policy.tagResolution.enabled) {
+    return {
+      kind: 'unresolvable',
+      message: `no node knows the digest of ${image} and the policy does not allow asking its registry (spec.tagResolution.enabled)`,
+    };
+  }
+  try {
+    const client = new RegistryClient({ timeoutMs: policy.tagResolution.timeoutMs });
+    try {
+      const resolved = await client.resolve(image, { timeoutMs: policy.tagResolution.timeoutMs, signal: ctx.signal });
+      c.metrics.registryResolves.inc({ result: 'resolved' });
+      return { kind: 'resolved', digest: resolved.digest, source: 'registry' };
+    } finally {
+      client.close();
+    }
+  } catch (err) {
+    if (isToteError(err, 'not-found')) {
+      c.metrics.registryResolves.inc({ result: 'not-found' });
+      return { kind: 'unresolvable', message: `the registry no longer serves ${image} and no node knows its digest` };
+    }
+    c.metrics.registryResolves.inc({ result: 'error' });
+    if (isToteError(err, 'terminal') || isToteError(err, 'unauthorized')) {
+      return { kind: 'unresolvable', message: `asking the registry for ${image} failed: ${errorMessage(err)}` };
+    }
+    return { kind: 'error', message: errorMessage(err) };
+  }
+}
+
+/** Asks every live agent which digest its local record of the tag points at; agreement is required. */
+async function digestFromAgents(
+  c: ControllerContext,
+  image: string,
+  ctx: ReconcileContext,
+): Promise<string | undefined> {
+  const wanted = normalise(image);
+  if (!wanted) return undefined;
+  const found = new Set<string>();
+  await Promise.all(
+    [...c.agents.alive().keys()].map(async (node) => {
+      try {
+        const inventory = await c.agents.inventory(node);
+        for (const img of inventory.images) {
+          if (img.names.some((n) => normalise(n) === wanted)) found.add(img.digest);
+        }
+      } catch (err) {
+        ctx.log.debug('agent did not answer while resolving', { node, error: errorMessage(err) });
+      }
+    }),
+  );
+  return found.size === 1 ? [...found][0] : undefined;
+}
+
+/** Fills target state, candidates, size and slot availability for Locating. */
+async function locate(
+  c: ControllerContext,
+  record: SalvageRecord,
+  digest: string,
+  policy: EffectivePolicy,
+  obs: RecordObservation,
+  ctx: ReconcileContext,
+): Promise<void> {
+  const target = record.spec.targetNode;
+  if (obs.target.agentAlive) obs.target.image = await targetImageState(c, target, digest, ctx);
+  const candidates: (SourceCandidate & { size: number })[] = [];
+  const unreachable: string[] = [];
+  await Promise.all(
+    [...c.agents.alive().keys()]
+      .filter((node) => node !== target)
+      .map(async (node) => {
+        try {
+          const inventory = await c.agents.inventory(node);
+          const image = completeImage(inventory, digest, obs.target.platform);
+          if (image) candidates.push({ node, size: image.size });
+        } catch (err) {
+          unreachable.push(node);
+          ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
+        }
+      }),
+  );
+  candidates.sort((a, b) => a.node.localeCompare(b.node));
+  obs.candidates = candidates.map(({ node }) => ({ node }));
+  obs.unreachableNodes = unreachable.sort();
+  if (candidates[0]) obs.imageBytes = candidates[0].size;
+  const policyKey = policy.name ?? '';
+  obs.transferSlotFree = c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
+  c.metrics.lastCopyImages.set(countLastCopies(c));
+  if (candidates.length > 0) c.metrics.salvageable.inc();
+}
+
+/**
+ * A complete copy of `digest` on a node of the same platform (a node of another platform lacks this one's manifest).
+ * Completeness is judged per image from the blobs really present, not from the node-wide layersDiscarded hint, which a
+ * single corrupt image can raise.
+ */
+function completeImage(inventory: NodeInventory, digest: string, platform: string | undefined): AgentImage | undefined {
+  const sourcePlatform = platformString(inventory.info.platform);
+  if (platform && sourcePlatform !== 'unknown' && !samePlatform(sourcePlatform, platform)) return undefined;
+  return inventory.images.find((img) => img.digest === digest && img.complete);
+}
+
+const samePlatform = (a: string, b: string) =>
+  a.split('/').slice(0, 2).join('/') === b.split('/').slice(0, 2).join('/');
+
+async function targetImageState(
+  c: ControllerContext,
+  node: string,
+  digest: string,
+  ctx: ReconcileContext,
+): Promise<TargetImageState> {
+  try {
+    const inventory = await c.agents.inventory(node, { fresh: true });
+    const image = inventory.images.find((img) => img.digest === digest);
+    if (!image) return 'absent';
+    return image.complete ? 'complete' : 'incomplete';
+  } catch (err) {
+    ctx.log.debug('target agent did not answer', { node, error: errorMessage(err) });
+    return 'unknown';
+  }
+}
+
+function transferObservation(c: ControllerContext, record: SalvageRecord): TransferObservation | undefined {
+  const op = c.imports.get(record.metadata?.uid ?? '');
+  if (!op) return undefined;
+  const p: ImportResponse | undefined = op.progress;
+  const base = {
+    source: op.tags.source ?? '',
+    totalBytes: p?.bytesTotal ?? 0,
+    presentBytes: (p?.bytesSkipped ?? 0) + (p?.bytesResumed ?? 0),
+    transferredBytes: p?.bytesTransferred ?? 0,
+    totalBlobs: p?.blobsTotal ?? 0,
+    transferredBlobs: p?.blobsTransferred ?? 0,
+  };
+  if (op.state === 'failed') return { ...base, state: 'failed', ...(op.error ? { error: op.error } : {}) };
+  if (op.state === 'succeeded') return { ...base, state: 'succeeded' };
+  return { ...base, state: p?.phase === ImportPhase.IMPORT_PHASE_RECORDING ? 'importing' : 'transferring' };
+}
+
+/** Active records whose image had exactly one holder when last located. */
+function countLastCopies(c: ControllerContext): number {
+  const digests = new Set<string>();
+  for (const r of c.caches.records.list()) {
+    const phase = r.status?.phase;
+    if (phase === 'Locating' || phase === 'Transferring' || phase === 'Importing') {
+      if ((r.status?.candidates ?? []).length === 1 && r.status?.digest) digests.add(r.status.digest);
+    }
+  }
+  return digests.size;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing and acting
+
+async function writeStatus(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): Promise<void> {
+  // PUT with the resourceVersion we decided on: a 409 surfaces as a conflict and the loop re-reads and retries.
+  await c.kube.updateStatus(recordResource, { ...record, status });
+}
+
+function countTransition(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): void {
+  const from = record.status?.phase;
+  const to = status.phase;
+  if (from === to) return;
+  if (to === 'NotActionable') c.metrics.notActionable.inc();
+  if (to === 'Failed') c.metrics.salvageFailures.inc();
+  if (to === 'Skipped') c.metrics.skipped.inc({ reason: status.history?.at(-1)?.reason ?? 'Unknown' });
+  if (from === 'Pushing' && status.backup?.result === 'Pushed') c.metrics.pushSuccesses.inc();
+  if (from === 'Pushing' && status.backup?.result === 'Failed') c.metrics.pushFailures.inc();
+  if (to === 'Restarting' && (from === 'Transferring' || from === 'Importing')) {
+    c.metrics.salvageSuccesses.inc();
+    c.metrics.bytesTransferred.inc(status.progress?.transferredBytes ?? 0);
+    const started = Date.parse(status.startedAt ?? '');
+    if (!Number.isNaN(started)) c.metrics.salvageDuration.observe((c.clock.now() - started) / 1000);
+  }
+}
+
+async function act(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  action: RecordAction,
+  ctx: ReconcileContext,
+): Promise<void> {
+  const uid = record.metadata?.uid ?? '';
+  const key = `${record.metadata?.namespace}/${record.metadata?.name}`;
+  const target = record.spec.targetNode;
+  switch (action.type) {
+    case 'startTransfer': {
+      const client = c.agents.client(target);
+      const source = c.agents.alive().get(action.source);
+      if (!client || !source) {
+        // The agent vanished between deciding and acting; the next reconcile sees it and decides again.
+        ctx.log.info('agent gone before the transfer could start', { target, source: action.source });
+        return;
+      }
+      const token = c.signToken({ digest: action.digest, source: action.source, target });
+      const names = [normalise(record.spec.imageRef)].filter((n): n is string => n !== undefined && !n.includes('@'));
+      const started = c.imports.start({
+        uid,
+        key,
+        tags: { policy: policy.name ?? '', source: action.source },
+        run: (onProgress, signal) =>
+          client.import(
+            {
+              digest: action.digest,
+              sourceAddress: source.address,
+              sourceNode: action.source,
+              token,
+              names,
+              maxBytes: policy.maxImageSizeBytes,
+              ...(policy.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond } : {}),
+              transferId: uid,
+            },
+            { onProgress, signal, timeoutMs: tokenLifetimeMs },
+          ),
+      });
+      if (started) {
+        c.metrics.salvageAttempts.inc();
+        ctx.log.info('transfer started', { source: action.source, target, digest: action.digest });
+      }
+      return;
+    }
+    case 'forgetTransfer':
+      c.imports.forget(uid);
+      c.agents.invalidate(target);
+      return;
+    case 'removeCorruptImage': {
+      const client = c.agents.client(target);
+      if (!client) return;
+      const removed = await client.removeImage({ digest: action.digest, verifyBlobs: true });
+      c.agents.invalidate(target);
+      c.metrics.corruptImages.inc();
+      ctx.log.info('corrupt image removed', {
+        node: target,
+        names: removed.removedNames,
+        blobs: removed.deletedBlobs.length,
+      });
+      return;
+    }
+    case 'deletePod': {
+      const namespace = record.metadata?.namespace;
+      // The UID precondition deletes exactly the stuck pod, never a replacement that took its name.
+      const deleted = await c.kube.delete(resources.pods, action.name, namespace, { uid: action.uid });
+      ctx.log.info(deleted ? 'pod deleted so its controller recreates it' : 'pod already gone', { pod: action.name });
+      return;
+    }
+    case 'startPush':
+      await startPush(c, record, policy, action.digest, key, ctx);
+      return;
+    case 'event':
+      await recordEvent(c, record, action);
+      return;
+    case 'notify':
+      c.notifier.notify(policy, {
+        kind: action.kind,
+        message: action.message,
+        record: { namespace: record.metadata?.namespace ?? '', name: record.metadata?.name ?? '', uid },
+        image: record.spec.imageRef,
+        ...((record.spec.digest ?? record.status?.digest)
+          ? { digest: record.spec.digest ?? record.status?.digest }
+          : {}),
+        targetNode: target,
+        ...(record.status?.sourceNode ? { sourceNode: record.status.sourceNode } : {}),
+        ...(record.status?.phase ? { phase: record.status.phase } : {}),
+        time: new Date(c.clock.now()).toISOString(),
+      });
+      return;
+  }
+}
+
+async function recordEvent(
+  c: ControllerContext,
+  record: SalvageRecord,
+  action: Extract<RecordAction, { type: 'event' }>,
+) {
+  const namespace = record.metadata?.namespace ?? '';
+  await c.events.record(
+    {
+      apiVersion: 'tote.dev/v1alpha1',
+      kind: 'SalvageRecord',
+      name: record.metadata?.name ?? '',
+      namespace,
+      uid: record.metadata?.uid ?? '',
+    },
+    action.eventType,
+    action.reason,
+    action.message,
+  );
+  if (!action.onPods) return;
+  for (const pod of waitingPods(c, record)) {
+    await c.events.record(
+      { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace, uid: pod.uid },
+      action.eventType,
+      action.reason,
+      action.message,
+    );
+  }
+}
+
+/** Where a rescued image goes: `<target>/<registry>/<path>:<tag>`, ports spelled with `-` to stay a valid path. */
+export function backupReference(backupTarget: string, imageRef: string, digest: string): string {
+  const ref = parseReference(imageRef);
+  const tag = ref.tag ?? `sha256-${digest.replace(/^sha256:/, '')}`;
+  return `${backupTarget}/${ref.domain.replace(/:/g, '-').toLowerCase()}/${ref.path}:${tag}`;
+}
+
+async function startPush(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  digest: string,
+  key: string,
+  ctx: ReconcileContext,
+): Promise<void> {
+  const backup = policy.backup;
+  const client = c.agents.client(record.spec.targetNode);
+  if (!backup || !client) return;
+  const reference = backupReference(backup.target, record.spec.imageRef, digest);
+  let username: string | undefined;
+  let password: string | undefined;
+  let caPem: string | undefined;
+  const started = c.clock.now();
+  try {
+    if (backup.credentialsSecretRef) {
+      const secret = await c.secrets.get(backup.credentialsSecretRef.namespace, backup.credentialsSecretRef.name);
+      if (!secret)
+        throw new Error(
+          `Secret ${backup.credentialsSecretRef.namespace}/${backup.credentialsSecretRef.name} does not exist`,
+        );
+      const credential = credentialsFromSecret(secret)(parseReference(reference).domain);
+      if (credential?.kind === 'basic') {
+        username = credential.username;
+        password = credential.password;
+      }
+    }
+    if (backup.caSecretRef) caPem = (await c.secrets.value(backup.caSecretRef, 'ca.crt')).toString('utf8');
+  } catch (err) {
+    // A missing Secret fails the push (not the salvage): recorded like any other push failure.
+    c.pushes.start({ uid: record.metadata?.uid ?? '', key, run: () => Promise.reject(err) });
+    return;
+  }
+  const launched = c.pushes.start({
+    uid: record.metadata?.uid ?? '',
+    key,
+    run: async (onProgress, signal) => {
+      try {
+        return await client.pushImage(
+          {
+            digest,
+            reference,
+            ...(username !== undefined ? { username } : {}),
+            ...(password !== undefined ? { password } : {}),
+            ...(caPem !== undefined ? { caPem } : {}),
+            insecure: backup.insecure,
+          },
+          { onProgress, signal },
+        );
+      } finally {
+        c.metrics.pushDuration.observe((c.clock.now() - started) / 1000);
+      }
+    },
+  });
+  if (launched) {
+    c.metrics.pushAttempts.inc();
+    ctx.log.info('backup push started', { reference });
+  }
+}

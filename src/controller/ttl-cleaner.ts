@@ -1,0 +1,51 @@
+// The TTL cleaner: on a cron schedule, and only on the leader, deletes finished SalvageRecords older than their
+// policy's recordTTL. Deletion carries the record's UID as a precondition, so a record recreated under the same name
+// in between is never the one deleted.
+import { CronJob } from 'cron';
+import { errorMessage } from '../api/index.ts';
+import type { ControllerContext } from './context.ts';
+import { defaultPolicy, effectivePolicy } from './effective-policy.ts';
+import { recordResource } from './pod-reconciler.ts';
+import { expiredRecords } from './ttl.ts';
+
+/** Runs one pass; returns how many records were deleted. */
+export async function pruneExpiredRecords(c: ControllerContext): Promise<number> {
+  const ttls = new Map<string, number>();
+  for (const policy of c.caches.policies.list()) {
+    const name = policy.metadata?.name;
+    if (name) ttls.set(name, effectivePolicy(policy).recordTtlMs);
+  }
+  const ttlFor = (name: string | undefined) => (name ? ttls.get(name) : undefined) ?? defaultPolicy.recordTtlMs;
+  let deleted = 0;
+  for (const expired of expiredRecords(c.caches.records.list(), ttlFor, new Date(c.clock.now()))) {
+    try {
+      if (await c.kube.delete(recordResource, expired.name, expired.namespace, { uid: expired.uid })) {
+        deleted++;
+        c.metrics.recordsPruned.inc();
+        c.log.info('expired record deleted', {
+          record: `${expired.namespace}/${expired.name}`,
+          ageHours: Math.round(expired.ageMs / 3_600_000),
+        });
+      }
+    } catch (err) {
+      c.log.warn('could not delete expired record', {
+        record: `${expired.namespace}/${expired.name}`,
+        error: errorMessage(err),
+      });
+    }
+  }
+  return deleted;
+}
+
+/** Starts the cron job; stop it when leadership ends. */
+export function startTtlCleaner(c: ControllerContext, schedule: string): CronJob {
+  return CronJob.from({
+    cronTime: schedule,
+    start: true,
+    onTick: async () => {
+      await pruneExpiredRecords(c).catch((err: unknown) =>
+        c.log.error('TTL cleaner pass failed', { error: errorMessage(err) }),
+      );
+    },
+  });
+}

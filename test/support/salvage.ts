@@ -1,0 +1,165 @@
+// Building blocks of salvage scenarios on the local cluster: a policy scoped to one test namespace, an image that
+// survives only on chosen nodes after its registry lost it, workloads pinned to nodes, and waiting on records.
+import { randomBytes } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { SalvagePolicy, SalvageRecord } from '../../src/api/index.ts';
+import { kubectl } from './cluster.ts';
+import type { ClusterEnv, TestNamespace } from './cluster.ts';
+import { buildImage, deleteImageFromRegistry, pullToNode, pushImage, registries } from './images.ts';
+import type { ImageSpec, TestImage } from './images.ts';
+import { podsPath, watchUntil } from './wait.ts';
+import type { WaitOptions } from './wait.ts';
+
+export const recordsPath = (namespace: string) => `/apis/tote.dev/v1alpha1/namespaces/${namespace}/salvagerecords`;
+
+async function apply(env: ClusterEnv, obj: unknown): Promise<void> {
+  const result = await kubectl(env, ['apply', '-f', '-'], { input: JSON.stringify(obj) });
+  if (result.code !== 0) throw new Error(result.stderr);
+}
+
+/** A SalvagePolicy selecting only `namespace` (through a label it puts on it); deleted after the test. */
+export async function scopedPolicy(
+  env: ClusterEnv,
+  ns: TestNamespace,
+  spec: SalvagePolicy['spec'] = {},
+  t?: { after?: (fn: () => Promise<void>) => void },
+): Promise<string> {
+  const name = `p-${ns.name}`.slice(0, 60);
+  const scope = randomBytes(4).toString('hex');
+  await must(kubectl(env, ['label', 'namespace', ns.name, `tote.dev/test-scope=${scope}`, '--overwrite']));
+  await apply(env, {
+    apiVersion: 'tote.dev/v1alpha1',
+    kind: 'SalvagePolicy',
+    metadata: { name },
+    spec: { namespaceSelector: { matchLabels: { 'tote.dev/test-scope': scope } }, ...spec },
+  });
+  t?.after?.(async () => {
+    await kubectl(env, ['delete', 'salvagepolicy', name, '--wait=false']);
+  });
+  return name;
+}
+
+async function must(result: Promise<{ code: number; stderr: string }>): Promise<void> {
+  const r = await result;
+  if (r.code !== 0) throw new Error(r.stderr);
+}
+
+/**
+ * An image that exists only in the containerd of `holders`: pushed to the source registry, pulled by those nodes as
+ * the kubelet would (CRI), then deleted from the registry and garbage-collected, so no pull can succeed any more.
+ */
+export async function lostImage(env: ClusterEnv, spec: ImageSpec, holders: string[]): Promise<TestImage> {
+  const source = registries(env).source;
+  const image = buildImage(spec);
+  await pushImage(source, image);
+  for (const node of holders) {
+    const socket = env.nodeSockets.get(node);
+    if (!socket) throw new Error(`unknown node ${node}`);
+    await pullToNode(socket, image.reference(env.sourceRegistry));
+  }
+  await deleteImageFromRegistry(source, image, env.sourceRegistryConfig);
+  return image;
+}
+
+/** A Deployment of `replicas` pods running `image`, on `nodes` (one pod per node when replicas equals nodes). */
+export async function deployment(
+  env: ClusterEnv,
+  namespace: string,
+  name: string,
+  image: string,
+  nodes: string[],
+  replicas = 1,
+): Promise<void> {
+  await apply(env, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          affinity: {
+            nodeAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [
+                  { matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: nodes }] },
+                ],
+              },
+            },
+            podAntiAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: [
+                { labelSelector: { matchLabels: { app: name } }, topologyKey: 'kubernetes.io/hostname' },
+              ],
+            },
+          },
+          containers: [{ name: 'app', image, imagePullPolicy: 'IfNotPresent' }],
+        },
+      },
+    },
+  });
+}
+
+/** Waits until `count` records of the namespace satisfy `predicate`; returns them. */
+export function waitForRecords(
+  env: ClusterEnv,
+  namespace: string,
+  count: number,
+  predicate: (r: SalvageRecord) => boolean,
+  options: WaitOptions = {},
+): Promise<SalvageRecord[]> {
+  return watchUntil<SalvageRecord & { metadata: object }, SalvageRecord[]>(
+    env,
+    recordsPath(namespace),
+    {},
+    (objects) => {
+      const matching = [...objects.values()].filter(predicate);
+      return matching.length >= count ? matching : undefined;
+    },
+    {
+      timeoutMs: 120_000,
+      what: `${count} SalvageRecord(s) in ${namespace}`,
+      describe: (objects) =>
+        [...objects.values()]
+          .map((r) => `${r.metadata?.name}: ${r.status?.phase ?? '-'} ${r.status?.message ?? ''}`)
+          .join('\n'),
+      ...options,
+    },
+  );
+}
+
+/** Waits until `count` pods of the namespace labelled app=`app` are Running and Ready; returns them. */
+export function waitForRunningPods(
+  env: ClusterEnv,
+  namespace: string,
+  app: string,
+  count: number,
+  options: WaitOptions = {},
+) {
+  return watchUntil<V1Pod, V1Pod[]>(
+    env,
+    podsPath(namespace),
+    { labelSelector: `app=${app}` },
+    (objects) => {
+      const ready = [...objects.values()].filter(
+        (p) =>
+          !p.metadata?.deletionTimestamp &&
+          p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+      );
+      return ready.length >= count ? ready : undefined;
+    },
+    {
+      timeoutMs: 120_000,
+      what: `${count} ready pod(s) app=${app} in ${namespace}`,
+      describe: (objects) =>
+        [...objects.values()]
+          .map(
+            (p) =>
+              `${p.metadata?.name} on ${p.spec?.nodeName}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.[0]?.state)}`,
+          )
+          .join('\n'),
+      ...options,
+    },
+  );
+}
