@@ -114,31 +114,7 @@ export const controllerOptions = {
     flag: 'agent-namespace',
     env: 'TOTE_AGENT_NAMESPACE',
     default: 'tote-system',
-    help: "Namespace of the agent DaemonSet's pods.",
-  }),
-  agentSelector: option.string({
-    flag: 'agent-selector',
-    env: 'TOTE_AGENT_SELECTOR',
-    default: 'app.kubernetes.io/name=tote-agent',
-    help: 'Label selector of the agent pods; an agent is reached at its pod IP and --agent-port.',
-  }),
-  agentPort: option.port({
-    flag: 'agent-port',
-    env: 'TOTE_AGENT_PORT',
-    default: 9443,
-    help: 'gRPC port of the agents.',
-  }),
-  agentEndpoints: option.map({
-    flag: 'agent-endpoints',
-    env: 'TOTE_AGENT_ENDPOINTS',
-    default: {},
-    help: 'Static agents as node=host:port pairs (local clusters where agents are processes); replaces pod discovery when set.',
-  }),
-  agentTlsServerName: option.string({
-    flag: 'agent-tls-server-name',
-    env: 'TOTE_AGENT_TLS_SERVER_NAME',
-    default: 'tote-agent',
-    help: "Name the agents' certificates are verified against (they are dialled by IP).",
+    help: 'Namespace of the Leases through which agents announce their addresses (the agent DaemonSet\'s namespace).',
   }),
   agentRpcTimeoutMs: option.duration({
     flag: 'agent-rpc-timeout',
@@ -197,9 +173,6 @@ const controllerParse: ParseOptions<typeof controllerOptions> = {
       problems.push('--leader-elect-retry-period: must be shorter than --leader-elect-renew-deadline');
     if (c.requeueBaseDelayMs > c.requeueMaxDelayMs)
       problems.push('--requeue-base-delay: must not exceed --requeue-max-delay');
-    for (const [node, address] of Object.entries(c.agentEndpoints))
-      if (!/^[^:\s]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(address))
-        problems.push(`--agent-endpoints: ${node}=${address} is not host:port`);
     return problems;
   },
 };

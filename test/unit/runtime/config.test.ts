@@ -208,7 +208,8 @@ describe('controller and agent tables', () => {
       'tls-key-file',
       'tls-ca-file',
       'token-signing-key-file',
-      'agent-port',
+      'agent-namespace',
+      'ttl-schedule',
     ])
       assert.ok(flags.includes(f), f);
   });
@@ -223,12 +224,12 @@ describe('controller and agent tables', () => {
     const c = parseControllerConfig([], {
       TOTE_LEADER_ELECT: 'true',
       TOTE_NAMESPACES: 'a, b',
-      TOTE_AGENT_ENDPOINTS: 'node-a=127.0.0.1:7001,node-b=127.0.0.1:7002',
+      TOTE_AGENT_NAMESPACE: 'tote',
       TOTE_LOG_LEVEL: 'debug',
     });
     assert.equal(c.leaderElect, true);
     assert.deepEqual(c.namespaces, ['a', 'b']);
-    assert.deepEqual({ ...c.agentEndpoints }, { 'node-a': '127.0.0.1:7001', 'node-b': '127.0.0.1:7002' });
+    assert.equal(c.agentNamespace, 'tote');
     assert.equal(c.logLevel, 'debug');
   });
 
@@ -241,7 +242,6 @@ describe('controller and agent tables', () => {
       () => parseControllerConfig(['--leader-elect', '--leader-elect-renew-deadline=20s'], {}),
       /renew-deadline: must be shorter/,
     );
-    assert.throws(() => parseControllerConfig(['--agent-endpoints=n=nohost'], {}), /n=nohost is not host:port/);
   });
 
   it('requires the agent node name', () => {
