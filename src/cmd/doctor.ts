@@ -1,5 +1,272 @@
-// `tote doctor` (built in a later step of issue #7).
-export async function runDoctor(_argv: string[]): Promise<number> {
-  process.stderr.write('tote doctor is not built yet\n');
-  return 2;
+// `tote doctor`: answers "can tote salvage in this cluster right now, and if not, why?" Each check is a small
+// function returning one or more rows (ok / warn / fail with a detail a person can act on); a failed check never stops
+// the others. Exit code 1 when any row fails, 0 otherwise (warnings included).
+import { readFileSync } from 'node:fs';
+import type { V1CustomResourceDefinition, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
+import { agentLeaseName, endpointFromLease, errorMessage, findCondition } from '../api/index.ts';
+import type { SalvagePolicy } from '../api/index.ts';
+import { connectAgent } from '../agentapi/index.ts';
+import type { TlsMaterial } from '../agentapi/index.ts';
+import { decideScope } from '../controller/policy-match.ts';
+import { policyResource } from '../controller/policy-reconciler.ts';
+import { repositoryOf } from '../controller/node-images.ts';
+import { parseDoctorConfig } from '../runtime/config/index.ts';
+import type { DoctorConfig } from '../runtime/config/index.ts';
+import { KubeClient, loadKubeConfig, resources } from '../runtime/kube.ts';
+import type { ResourceType } from '../runtime/kube.ts';
+import { parseOrExplain } from './run.ts';
+
+export type Verdict = 'ok' | 'warn' | 'fail';
+
+export interface CheckRow {
+  check: string;
+  verdict: Verdict;
+  detail: string;
+}
+
+const crdResource: ResourceType = {
+  group: 'apiextensions.k8s.io',
+  version: 'v1',
+  plural: 'customresourcedefinitions',
+  namespaced: false,
+};
+const expectedCrds = ['salvagepolicies.tote.dev', 'salvagerecords.tote.dev'];
+
+interface DoctorContext {
+  config: DoctorConfig;
+  kube: KubeClient;
+  now: number;
+}
+
+export async function runDoctor(argv: string[]): Promise<number> {
+  const parsed = parseOrExplain(parseDoctorConfig, argv);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const rows = await diagnose(parsed.config);
+  process.stdout.write(parsed.config.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
+  return rows.some((r) => r.verdict === 'fail') ? 1 : 0;
+}
+
+/** Runs every check; API access first, since the others need it. */
+export async function diagnose(config: DoctorConfig): Promise<CheckRow[]> {
+  let kube: KubeClient;
+  try {
+    kube = new KubeClient(loadKubeConfig(config.kubeconfig), {
+      requestTimeoutMs: config.timeoutMs,
+      fieldManager: 'tote-doctor',
+    });
+    await kube.list(resources.namespaces, undefined, { limit: 1 });
+  } catch (err) {
+    return [{ check: 'API server', verdict: 'fail', detail: `cannot list namespaces: ${errorMessage(err)}` }];
+  }
+  const c: DoctorContext = { config, kube, now: Date.now() };
+  const rows: CheckRow[] = [{ check: 'API server', verdict: 'ok', detail: 'reachable with these credentials' }];
+  for (const check of [checkCrds, checkController, checkAgents, checkPolicies, checkWorkloads]) {
+    try {
+      rows.push(...(await check(c)));
+    } catch (err) {
+      rows.push({ check: check.name.replace(/^check/, ''), verdict: 'fail', detail: errorMessage(err) });
+    }
+  }
+  return rows;
+}
+
+async function checkCrds(c: DoctorContext): Promise<CheckRow[]> {
+  return Promise.all(
+    expectedCrds.map(async (name): Promise<CheckRow> => {
+      const crd = await c.kube.getOrUndefined<V1CustomResourceDefinition>(crdResource, name);
+      if (!crd) return { check: `CRD ${name}`, verdict: 'fail', detail: 'not installed: kubectl apply -k config/crd' };
+      const established = crd.status?.conditions?.find((x) => x.type === 'Established')?.status === 'True';
+      const served = crd.spec.versions.filter((v) => v.served).map((v) => v.name);
+      if (!established) return { check: `CRD ${name}`, verdict: 'fail', detail: 'installed but not Established' };
+      if (!served.includes('v1alpha1')) {
+        return {
+          check: `CRD ${name}`,
+          verdict: 'fail',
+          detail: `serves ${served.join(', ')}, this tote needs v1alpha1`,
+        };
+      }
+      return { check: `CRD ${name}`, verdict: 'ok', detail: `Established; serves ${served.join(', ')}` };
+    }),
+  );
+}
+
+async function checkController(c: DoctorContext): Promise<CheckRow[]> {
+  const lease = await c.kube.getOrUndefined<V1Lease>(resources.leases, c.config.leaderElectionId, c.config.namespace);
+  const holder = lease?.spec?.holderIdentity;
+  if (!lease || !holder) {
+    return [
+      {
+        check: 'controller',
+        verdict: 'fail',
+        detail: `no leader: Lease ${c.config.namespace}/${c.config.leaderElectionId} has no holder (is the controller running, with --leader-elect?)`,
+      },
+    ];
+  }
+  const renewed = lease.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
+  const validMs = (lease.spec?.leaseDurationSeconds ?? 15) * 1000;
+  const ageS = Math.round((c.now - renewed) / 1000);
+  if (c.now - renewed > validMs) {
+    return [
+      {
+        check: 'controller',
+        verdict: 'fail',
+        detail: `leader ${holder} last renewed ${ageS}s ago (lease ${validMs / 1000}s): it is down or cannot reach the API server`,
+      },
+    ];
+  }
+  return [{ check: 'controller', verdict: 'ok', detail: `leader ${holder}, renewed ${ageS}s ago` }];
+}
+
+async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
+  const nodes = (await c.kube.listAll<V1Node>(resources.nodes)).items.filter((n) => !isVirtual(n));
+  const leases = new Map<string, V1Lease>();
+  for (const lease of (await c.kube.listAll<V1Lease>(resources.leases, c.config.namespace)).items) {
+    if (lease.metadata?.name) leases.set(lease.metadata.name, lease);
+  }
+  const tls = readTls(c.config);
+  return Promise.all(
+    nodes.map(async (node): Promise<CheckRow> => {
+      const name = node.metadata?.name ?? '';
+      const check = `agent ${name}`;
+      const lease = leases.get(agentLeaseName(name));
+      const endpoint = lease ? endpointFromLease(lease) : undefined;
+      if (!endpoint)
+        return {
+          check,
+          verdict: 'fail',
+          detail: 'no agent Lease: the DaemonSet has no ready pod here (taints? resources?)',
+        };
+      if (endpoint.aliveUntil < c.now) {
+        return {
+          check,
+          verdict: 'fail',
+          detail: `agent Lease expired ${Math.round((c.now - endpoint.aliveUntil) / 1000)}s ago`,
+        };
+      }
+      if (!tls) return { check, verdict: 'ok', detail: `announced at ${endpoint.address} (pass --tls-* to call it)` };
+      const client = connectAgent({
+        address: endpoint.address,
+        tls,
+        server: { kind: 'agent', node: name },
+        timeoutMs: c.config.timeoutMs,
+      });
+      try {
+        const info = await client.getNodeInfo();
+        const version = `containerd ${info.containerdVersion}`;
+        if (info.layersDiscarded) {
+          return {
+            check,
+            verdict: 'warn',
+            detail: `${version}: some images lack layers (discard_unpacked_layers?); those cannot be a source`,
+          };
+        }
+        return { check, verdict: 'ok', detail: `${version} at ${endpoint.address}` };
+      } catch (err) {
+        return {
+          check,
+          verdict: 'fail',
+          detail: `announced at ${endpoint.address} but does not answer: ${errorMessage(err)}`,
+        };
+      } finally {
+        client.close();
+      }
+    }),
+  );
+}
+
+/** kwok and virtual-kubelet nodes run no containerd: no agent belongs there. */
+const isVirtual = (node: V1Node) =>
+  node.metadata?.annotations?.['kwok.x-k8s.io/node'] === 'fake' || node.metadata?.labels?.type === 'virtual-kubelet';
+
+function readTls(config: DoctorConfig): TlsMaterial | undefined {
+  if (!config.tlsCaFile || !config.tlsCertFile || !config.tlsKeyFile) return undefined;
+  return {
+    ca: readFileSync(config.tlsCaFile),
+    cert: readFileSync(config.tlsCertFile),
+    key: readFileSync(config.tlsKeyFile),
+  };
+}
+
+async function checkPolicies(c: DoctorContext): Promise<CheckRow[]> {
+  const policies = (await c.kube.listAll<SalvagePolicy & { metadata: object }>(policyResource)).items;
+  if (policies.length === 0) {
+    return [
+      {
+        check: 'policies',
+        verdict: 'warn',
+        detail: 'no SalvagePolicy: tote acts only on pods opted in by annotations',
+      },
+    ];
+  }
+  return policies.map((p): CheckRow => {
+    const check = `policy ${p.metadata?.name}`;
+    const ready = findCondition(p.status?.conditions, 'Ready');
+    if (!ready) return { check, verdict: 'warn', detail: 'not yet reconciled by the controller' };
+    if (ready.status !== 'True') return { check, verdict: 'fail', detail: `${ready.reason}: ${ready.message}` };
+    if (p.status?.observedGeneration !== p.metadata?.generation) {
+      return { check, verdict: 'warn', detail: 'Ready, but the controller has not seen the latest change yet' };
+    }
+    return { check, verdict: 'ok', detail: `Ready (${p.spec.mode ?? 'Salvage'})` };
+  });
+}
+
+/**
+ * Workloads in scope whose containers use imagePullPolicy: Always: the kubelet pulls again even with the image on the
+ * node, so a salvage cannot help them while the registry is down.
+ */
+async function checkWorkloads(c: DoctorContext): Promise<CheckRow[]> {
+  const [policies, namespaces, pods] = await Promise.all([
+    c.kube.listAll<SalvagePolicy & { metadata: object }>(policyResource).then((l) => l.items),
+    c.kube.listAll<V1Namespace>(resources.namespaces).then((l) => l.items),
+    c.kube.listAll<V1Pod>(resources.pods).then((l) => l.items),
+  ]);
+  const nsByName = new Map(namespaces.map((n) => [n.metadata?.name ?? '', n]));
+  const always = new Set<string>();
+  for (const pod of pods) {
+    const namespace = pod.metadata?.namespace ?? '';
+    const ns = nsByName.get(namespace);
+    for (const container of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      if (container.imagePullPolicy !== 'Always') continue;
+      const repository = repositoryOf(container.image ?? '');
+      if (!repository) continue;
+      const scope = decideScope(policies, {
+        namespace,
+        namespaceLabels: ns?.metadata?.labels,
+        namespaceAnnotations: ns?.metadata?.annotations,
+        podLabels: pod.metadata?.labels,
+        podAnnotations: pod.metadata?.annotations,
+        ownerAnnotations: [],
+        repository,
+      });
+      if (scope.inScope) always.add(`${namespace}/${pod.metadata?.ownerReferences?.[0]?.name ?? pod.metadata?.name}`);
+    }
+  }
+  if (always.size === 0)
+    return [{ check: 'workloads', verdict: 'ok', detail: 'no workload in scope pulls with imagePullPolicy: Always' }];
+  const list = [...always].sort();
+  return [
+    {
+      check: 'workloads',
+      verdict: 'warn',
+      detail: `${list.length} in scope use imagePullPolicy: Always, which a salvage cannot help: ${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}`,
+    },
+  ];
+}
+
+export function renderTable(rows: readonly CheckRow[]): string {
+  const mark: Record<Verdict, string> = { ok: 'OK', warn: 'WARN', fail: 'FAIL' };
+  const width = Math.max(5, ...rows.map((r) => r.check.length));
+  const lines = [`${'CHECK'.padEnd(width)}  STATUS  DETAIL`];
+  for (const r of rows) lines.push(`${r.check.padEnd(width)}  ${mark[r.verdict].padEnd(6)}  ${r.detail}`);
+  const failed = rows.filter((r) => r.verdict === 'fail').length;
+  const warned = rows.filter((r) => r.verdict === 'warn').length;
+  lines.push(
+    '',
+    failed > 0
+      ? `${failed} problem(s) block salvage.`
+      : warned > 0
+        ? `No blocking problem; ${warned} warning(s).`
+        : 'tote is ready to salvage.',
+  );
+  return `${lines.join('\n')}\n`;
 }

@@ -114,7 +114,7 @@ export const controllerOptions = {
     flag: 'agent-namespace',
     env: 'TOTE_AGENT_NAMESPACE',
     default: 'tote-system',
-    help: 'Namespace of the Leases through which agents announce their addresses (the agent DaemonSet\'s namespace).',
+    help: "Namespace of the Leases through which agents announce their addresses (the agent DaemonSet's namespace).",
   }),
   agentRpcTimeoutMs: option.duration({
     flag: 'agent-rpc-timeout',

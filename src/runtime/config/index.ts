@@ -3,3 +3,4 @@ export * from './options.ts';
 export * from './common.ts';
 export * from './controller.ts';
 export * from './agent.ts';
+export * from './doctor.ts';
