@@ -59,6 +59,5 @@ format: node_modules/.package-lock.json ## Rewrite files with Prettier
 -include hack/make/*.mk
 
 .PHONY: demo
-demo: ## The main job on a local cluster (arrives with the controller: issues #6 and #7)
-	@echo "make demo is not built yet: it needs the controller (issue #6) and the deployment work (issue #7)." >&2
-	@exit 1
+demo: deps ## The main job on a local cluster: a pod stuck on a lost image, rescued from another node, live
+	$(NODE) hack/demo/demo.ts

@@ -554,7 +554,7 @@ function restarting(step: Step): void {
     parts.push(`left ${leftAlone.join(', ')} alone (${why}): the kubelet starts them at its next retry`);
     step.event('Normal', ConditionReasons.BarePodLeftAlone, `image is on the node; ${parts.at(-1) ?? ''}`, true);
   }
-  if (parts.length === 0) parts.push('no pod is waiting any more');
+  if (parts.length === 0) parts.push('no pod is waiting any more: they started once the image was on the node');
   const message = parts.join('; ');
   if (restarted.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
   const next = obs.policy.backup ? Phases.Pushing : Phases.Completed;
