@@ -202,11 +202,24 @@ async function digestFromAgents(
 ): Promise<string | undefined> {
   const wanted = normalise(image);
   if (!wanted) return undefined;
+  const cached = await digestsFromAgents(c, wanted, false, ctx);
+  if (cached.size > 0) return cached.size === 1 ? [...cached][0] : undefined;
+  // "Nobody knows the tag" ends the record as NotActionable: never conclude it from inventories cached before a pull.
+  const fresh = await digestsFromAgents(c, wanted, true, ctx);
+  return fresh.size === 1 ? [...fresh][0] : undefined;
+}
+
+async function digestsFromAgents(
+  c: ControllerContext,
+  wanted: string,
+  fresh: boolean,
+  ctx: ReconcileContext,
+): Promise<Set<string>> {
   const found = new Set<string>();
   await Promise.all(
     [...c.agents.alive().keys()].map(async (node) => {
       try {
-        const inventory = await c.agents.inventory(node);
+        const inventory = await c.agents.inventory(node, { fresh });
         for (const img of inventory.images) {
           if (img.names.some((n) => normalise(n) === wanted)) found.add(img.digest);
         }
@@ -215,7 +228,7 @@ async function digestFromAgents(
       }
     }),
   );
-  return found.size === 1 ? [...found][0] : undefined;
+  return found;
 }
 
 /** Fills target state, candidates, size and slot availability for Locating. */
@@ -229,22 +242,11 @@ async function locate(
 ): Promise<void> {
   const target = record.spec.targetNode;
   if (obs.target.agentAlive) obs.target.image = await targetImageState(c, target, digest, ctx);
-  const candidates: (SourceCandidate & { size: number })[] = [];
-  const unreachable: string[] = [];
-  await Promise.all(
-    [...c.agents.alive().keys()]
-      .filter((node) => node !== target)
-      .map(async (node) => {
-        try {
-          const inventory = await c.agents.inventory(node);
-          const image = completeImage(inventory, digest, obs.target.platform);
-          if (image) candidates.push({ node, size: image.size });
-        } catch (err) {
-          unreachable.push(node);
-          ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
-        }
-      }),
-  );
+  let { candidates, unreachable } = await findCandidates(c, target, digest, obs.target.platform, false, ctx);
+  if (candidates.length === 0) {
+    // No copy ends the record as NotActionable: never conclude it from inventories cached before a pull.
+    ({ candidates, unreachable } = await findCandidates(c, target, digest, obs.target.platform, true, ctx));
+  }
   candidates.sort((a, b) => a.node.localeCompare(b.node));
   obs.candidates = candidates.map(({ node }) => ({ node }));
   obs.unreachableNodes = unreachable.sort();
@@ -253,6 +255,33 @@ async function locate(
   obs.transferSlotFree = c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
   c.metrics.lastCopyImages.set(countLastCopies(c));
   if (candidates.length > 0) c.metrics.salvageable.inc();
+}
+
+async function findCandidates(
+  c: ControllerContext,
+  target: string,
+  digest: string,
+  platform: string | undefined,
+  fresh: boolean,
+  ctx: ReconcileContext,
+): Promise<{ candidates: (SourceCandidate & { size: number })[]; unreachable: string[] }> {
+  const candidates: (SourceCandidate & { size: number })[] = [];
+  const unreachable: string[] = [];
+  await Promise.all(
+    [...c.agents.alive().keys()]
+      .filter((node) => node !== target)
+      .map(async (node) => {
+        try {
+          const inventory = await c.agents.inventory(node, { fresh });
+          const image = completeImage(inventory, digest, platform);
+          if (image) candidates.push({ node, size: image.size });
+        } catch (err) {
+          unreachable.push(node);
+          ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
+        }
+      }),
+  );
+  return { candidates, unreachable };
 }
 
 /**
