@@ -1,6 +1,8 @@
 // Building blocks of salvage scenarios on the local cluster: a policy scoped to one test namespace, an image that
 // survives only on chosen nodes after its registry lost it, workloads pinned to nodes, and waiting on records.
 import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy, SalvageRecord } from '../../src/api/index.ts';
 import { kubectl } from './cluster.ts';
@@ -12,7 +14,8 @@ import type { WaitOptions } from './wait.ts';
 
 export const recordsPath = (namespace: string) => `/apis/tote.dev/v1alpha1/namespaces/${namespace}/salvagerecords`;
 
-async function apply(env: ClusterEnv, obj: unknown): Promise<void> {
+/** `kubectl apply` of one object (JSON); throws with kubectl's stderr on failure. */
+export async function apply(env: ClusterEnv, obj: unknown): Promise<void> {
   const result = await kubectl(env, ['apply', '-f', '-'], { input: JSON.stringify(obj) });
   if (result.code !== 0) throw new Error(result.stderr);
 }
@@ -44,21 +47,95 @@ async function must(result: Promise<{ code: number; stderr: string }>): Promise<
   if (r.code !== 0) throw new Error(r.stderr);
 }
 
-/**
- * An image that exists only in the containerd of `holders`: pushed to the source registry, pulled by those nodes as
- * the kubelet would (CRI), then deleted from the registry and garbage-collected, so no pull can succeed any more.
- */
-export async function lostImage(env: ClusterEnv, spec: ImageSpec, holders: string[]): Promise<TestImage> {
+export interface HolderOptions {
+  /** Pull by digest (`repo@sha256:…`) instead of by tag, so no node lists the tag. */
+  byDigest?: boolean;
+}
+
+/** An image pushed to the source registry and pulled (CRI, as the kubelet would) by `holders`; the registry keeps it. */
+export async function imageOnNodes(
+  env: ClusterEnv,
+  spec: ImageSpec,
+  holders: string[],
+  options: HolderOptions = {},
+): Promise<TestImage> {
   const source = registries(env).source;
   const image = buildImage(spec);
   await pushImage(source, image);
   for (const node of holders) {
     const socket = env.nodeSockets.get(node);
     if (!socket) throw new Error(`unknown node ${node}`);
-    await pullToNode(socket, image.reference(env.sourceRegistry));
+    await pullToNode(
+      socket,
+      options.byDigest ? image.digestReference(env.sourceRegistry) : image.reference(env.sourceRegistry),
+    );
   }
-  await deleteImageFromRegistry(source, image, env.sourceRegistryConfig);
   return image;
+}
+
+/**
+ * An image that exists only in the containerd of `holders`: pushed to the source registry, pulled by those nodes as
+ * the kubelet would (CRI), then deleted from the registry and garbage-collected, so no pull can succeed any more.
+ */
+export async function lostImage(
+  env: ClusterEnv,
+  spec: ImageSpec,
+  holders: string[],
+  options: HolderOptions = {},
+): Promise<TestImage> {
+  const image = await imageOnNodes(env, spec, holders, options);
+  await deleteImageFromRegistry(registries(env).source, image, env.sourceRegistryConfig);
+  return image;
+}
+
+/**
+ * Removes one blob's data from the source registry's filesystem storage, behind the registry's back: manifests and tags
+ * still resolve, but fetching the blob fails, so a pull of the tag fails (ErrImagePull) while tag resolution works.
+ */
+export function deleteBlobFromRegistryStorage(env: ClusterEnv, digest: string): void {
+  const config = readFileSync(env.sourceRegistryConfig, 'utf8');
+  const root = /rootdirectory:\s*([^\s,}]+)/.exec(config)?.[1];
+  if (!root) throw new Error(`no filesystem rootdirectory in ${env.sourceRegistryConfig}`);
+  const hex = digest.replace(/^sha256:/, '');
+  rmSync(join(root, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), { recursive: true, force: false });
+}
+
+/** A Secret in `namespace` with string data (`type` defaults to Opaque). */
+export async function secret(
+  env: ClusterEnv,
+  namespace: string,
+  name: string,
+  stringData: Record<string, string>,
+  type = 'Opaque',
+): Promise<void> {
+  await apply(env, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type, stringData });
+}
+
+/** Reasons and messages of the Events in a namespace (involved object kind/name included). */
+export async function namespaceEvents(
+  env: ClusterEnv,
+  namespace: string,
+): Promise<{ reason: string; message: string; kind: string; name: string }[]> {
+  const r = await kubectl(env, ['get', 'events.events.k8s.io', '-n', namespace, '-o', 'json']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  const items = (
+    JSON.parse(r.stdout) as {
+      items: { reason?: string; note?: string; regarding?: { kind?: string; name?: string } }[];
+    }
+  ).items;
+  return items.map((e) => ({
+    reason: e.reason ?? '',
+    message: e.note ?? '',
+    kind: e.regarding?.kind ?? '',
+    name: e.regarding?.name ?? '',
+  }));
+}
+
+/** The SalvageRecords of a namespace, now. */
+export async function listRecords(env: ClusterEnv, namespace: string): Promise<SalvageRecord[]> {
+  const r = await kubectl(env, ['get', 'salvagerecords', '-n', namespace, '-o', 'json']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return (JSON.parse(r.stdout) as { items: SalvageRecord[] }).items;
 }
 
 /** A Deployment of `replicas` pods running `image`, on `nodes` (one pod per node when replicas equals nodes). */

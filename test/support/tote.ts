@@ -242,6 +242,8 @@ export async function startController(
       `--token-signing-key-file=${join(paths.certs, 'signing/private.pem')}`,
       `--health-probe-bind-address=127.0.0.1:${health}`,
       `--metrics-bind-address=127.0.0.1:${metrics}`,
+      // A test harness: the TTL cleaner runs every 2 s (not every 5 min) so an expired record is pruned within a test.
+      '--ttl-schedule=*/2 * * * * *',
       ...(options.args ?? []),
     ],
     health,
