@@ -173,7 +173,10 @@ async function resolveDigest(
     };
   }
   try {
-    const client = new RegistryClient({ timeoutMs: policy.tagResolution.timeoutMs });
+    const client = new RegistryClient({
+      timeoutMs: policy.tagResolution.timeoutMs,
+      ...(isLoopbackRegistry(image) ? { plainHttp: true } : {}),
+    });
     try {
       const resolved = await client.resolve(image, { timeoutMs: policy.tagResolution.timeoutMs, signal: ctx.signal });
       c.metrics.registryResolves.inc({ result: 'resolved' });
@@ -192,6 +195,21 @@ async function resolveDigest(
     }
     return { kind: 'error', message: errorMessage(err) };
   }
+}
+
+/**
+ * A registry on the loopback interface (localhost, 127.0.0.0/8, [::1]) is spoken to in plain HTTP, as containerd's CRI
+ * does by default (its resolver matches localhost for plain HTTP): the kubelet pulls from such a registry, so tote must be
+ * able to ask it for a tag too. Any other registry is HTTPS.
+ */
+function isLoopbackRegistry(image: string): boolean {
+  let host: string;
+  try {
+    host = parseReference(image).domain.replace(/:\d+$/, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 /** Asks every live agent which digest its local record of the tag points at; agreement is required. */
