@@ -98,7 +98,9 @@ export async function describeImage(
     }
     plan = await localPlan(containerd, root, platform);
   } catch (err) {
-    if (!(err instanceof ToteError) || (err.kind !== 'not-found' && err.kind !== 'integrity')) throw err;
+    // terminal: a document over maxDocumentBytes or of an unknown media type. One such image must not fail the
+    // listing of the whole node (ListImages, GetNodeInfo); it is reported as unusable like a corrupt one.
+    if (!(err instanceof ToteError) || !['not-found', 'integrity', 'terminal'].includes(err.kind)) throw err;
     // The index or the manifest itself is missing or corrupt: nothing of this image can be trusted.
     const missing = err.kind === 'not-found' && err.reason === 'NoManifestForPlatform' ? [] : [root.digest];
     return {
