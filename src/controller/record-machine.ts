@@ -567,9 +567,22 @@ function restarting(step: Step): void {
     );
 }
 
+/**
+ * Deletes owned pods still stuck on an image that is now on the node. Restarting records "deleted …" and deletes only
+ * afterwards (intent first); a controller that dies in between leaves the pods to the kubelet's back-off, so the
+ * phases after Restarting delete them again. The UID precondition makes a repeat harmless.
+ */
+function restartStrandedPods(step: Step): void {
+  if (!step.obs.policy.restartPod) return;
+  for (const pod of step.obs.pods) {
+    if (pod.owned) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
+  }
+}
+
 function pushing(step: Step): void {
   const { obs } = step;
   const digest = step.digest;
+  restartStrandedPods(step);
   if (!obs.policy.backup || !digest) {
     step.status.backup = { result: 'Skipped', message: 'no backup registry configured' };
     step.condition(
@@ -627,6 +640,9 @@ function finished(step: Step): void {
     return;
   }
   if (waiting && !cooledDown) step.requeue(step.settings.reopenAfterMs - (obs.now.getTime() - completedAt));
+  if (step.phase === Phases.Completed && obs.pods.length > 0 && obs.target.image === 'complete') {
+    restartStrandedPods(step);
+  }
 }
 
 function complete(step: Step, message: string): void {

@@ -327,8 +327,32 @@ describe('decide: restart, push and completion', () => {
   it('goes to Pushing when a backup is configured, and starts the push', () => {
     const d = decide(at('Restarting'), observation({ policy: policy({ backup }) }));
     assert.equal(d.status?.phase, 'Pushing');
-    const p = decide(at('Pushing'), observation({ policy: policy({ backup }) }));
+    const p = decide(at('Pushing'), observation({ policy: policy({ backup }), pods: [] }));
     assert.deepEqual(p.actions, [{ type: 'startPush', digest }]);
+  });
+
+  it('Pushing deletes an owned pod still stuck (a controller died between Restarting’s write and its delete)', () => {
+    const d = decide(at('Pushing'), observation({ policy: policy({ backup }) }));
+    assert.deepEqual(
+      d.actions.filter((a) => a.type === 'deletePod'),
+      [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }],
+    );
+    const bare = decide(
+      at('Pushing'),
+      observation({ policy: policy({ backup }), pods: [{ name: 'app-1', uid: 'pod-1', owned: false }] }),
+    );
+    assert.ok(!types(bare.actions).includes('deletePod'), 'bare pods are still left alone');
+    const noRestart = decide(at('Pushing'), observation({ policy: policy({ backup, restartPod: false }) }));
+    assert.ok(!types(noRestart.actions).includes('deletePod'), 'restartPod: false is honoured');
+  });
+
+  it('Completed deletes an owned pod still stuck when the image is complete on the node, without a new status', () => {
+    const done = at('Completed', { completedAt: now.toISOString() });
+    const d = decide(done, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
+    assert.deepEqual(d.actions, [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }]);
+    assert.equal(d.status, undefined);
+    const unknown = decide(done, observation({ target: { exists: true, agentAlive: true, image: 'unknown' } }));
+    assert.ok(!types(unknown.actions).includes('deletePod'), 'not when the image is not known to be there');
   });
 
   it('a failed push still completes the salvage, with the failure in status', () => {
