@@ -185,15 +185,16 @@ function readOwner(file: string): number | undefined {
   }
 }
 
-/** Every pod UID seen in a namespace (ADDED or MODIFIED) and every deletion, from a watch started now. */
+/** Every pod UID seen in a namespace (ADDED or MODIFIED) and every deletion (UIDs and names), from a watch started now. */
 export async function trackPods(
   env: ClusterEnv,
   namespace: string,
-): Promise<{ uids: Set<string>; deleted: Set<string>; stop(): void }> {
+): Promise<{ uids: Set<string>; deleted: Set<string>; deletedNames: Set<string>; stop(): void }> {
   const kc = new KubeConfig();
   kc.loadFromFile(env.kubeconfig);
   const uids = new Set<string>();
   const deleted = new Set<string>();
+  const deletedNames = new Set<string>();
   let abort: AbortController | undefined;
   let stopped = false;
   const start = async () => {
@@ -204,7 +205,10 @@ export async function trackPods(
       (type, pod: V1Pod) => {
         const uid = pod.metadata?.uid ?? '';
         uids.add(uid);
-        if (type === 'DELETED' || pod.metadata?.deletionTimestamp) deleted.add(uid);
+        if (type === 'DELETED' || pod.metadata?.deletionTimestamp) {
+          deleted.add(uid);
+          deletedNames.add(pod.metadata?.name ?? '');
+        }
       },
       () => void start().catch(() => undefined),
     );
@@ -213,6 +217,7 @@ export async function trackPods(
   return {
     uids,
     deleted,
+    deletedNames,
     stop: () => {
       stopped = true;
       abort?.abort();
