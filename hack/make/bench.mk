@@ -1,0 +1,22 @@
+# Benchmarks (docs/benchmarks.md). They run on their own cluster, never on the one tests share: TOTE_CLUSTER_DIR
+# defaults to /tmp/tote-bench here. Each prints its figures, its last stdout line one JSON object, also written to
+# bench/results/<name>.json. bench-transfer (two containerd daemons of its own, no cluster) is in agent.mk.
+
+.PHONY: bench-recovery bench-scale bench-inventory bench-fanout
+
+BENCH_CLUSTER_DIR ?= /tmp/tote-bench
+# Nodes of the benchmark cluster: node-a as the source, node-b..node-k as targets (fan-out uses ten of them).
+BENCH_NODES ?= node-a node-b node-c node-d node-e node-f node-g node-h node-i node-j node-k
+BENCH_ENV = TOTE_CLUSTER_DIR=$(BENCH_CLUSTER_DIR) TOTE_NODES="$(BENCH_NODES)"
+
+bench-recovery: node_modules/.package-lock.json ## Time from a pod's first ErrImagePull to Running with tote (10 MB, 100 MB, 1 GiB), and without
+	$(BENCH_ENV) $(NODE) bench/recovery/run.ts
+
+bench-scale: node_modules/.package-lock.json ## Controller at scale: kwok, 500 nodes, 5,000 pods, 200 failing across 20 images
+	$(BENCH_ENV) $(NODE) bench/scale/run.ts
+
+bench-inventory: node_modules/.package-lock.json ## Agent ListImages / ResolveTag latency with 50, 500 and 2,000 images on a node
+	$(NODE) bench/inventory/run.ts
+
+bench-fanout: node_modules/.package-lock.json ## One image needed on ten nodes at once: total time and bytes read from the sources
+	$(BENCH_ENV) $(NODE) bench/fanout/run.ts
