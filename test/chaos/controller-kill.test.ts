@@ -97,7 +97,7 @@ describe('chaos: the controller killed', () => {
     assert.ok(pods.deleted.size <= 1, `at most one pod deletion, saw ${pods.deleted.size}`);
     assert.ok(pods.uids.size <= 2, 'the stuck pod and at most one replacement');
     const claimed = (done.status?.history ?? []).flatMap(
-      (h) => /deleted (\S+(?:, \S+)*) so their controllers/.exec(h.message)?.[1]?.split(', ') ?? [],
+      (h) => /deleted (\S+(?:, \S+)*) so their controllers/.exec(h.message ?? '')?.[1]?.split(', ') ?? [],
     );
     t.diagnostic(`record says it deleted [${claimed.join(', ')}]; deleted [${[...pods.deletedNames].join(', ')}]`);
     // A kill between the status write ("deleted X") and the delete itself leaves the claim without the act; the new

@@ -143,7 +143,8 @@ describe('chaos: infrastructure faults', () => {
       timeoutMs: 180_000,
     });
     assert.ok(done);
-    for (const h of done.status?.history ?? []) t.diagnostic(`${h.phase} ${h.reason}: ${h.message.slice(0, 160)}`);
+    for (const h of done.status?.history ?? [])
+      t.diagnostic(`${h.phase} ${h.reason}: ${(h.message ?? '').slice(0, 160)}`);
     assert.equal(entries(done, 'Completed'), 1);
     await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 120_000 });
     stop = true;
