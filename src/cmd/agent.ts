@@ -37,9 +37,13 @@ export async function runAgent(argv: string[]): Promise<number> {
       ? await startHealthServer({
           address: config.healthProbeBindAddress,
           readiness: { containerd: async () => ((await containerd.version()) ? true : 'containerd did not answer') },
-          registry,
+          // Metrics live on the probe address only when they have no address of their own.
+          ...(config.metricsBindAddress ? {} : { registry }),
           logger: log,
         })
+      : undefined;
+    const metrics = config.metricsBindAddress
+      ? await startHealthServer({ address: config.metricsBindAddress, registry, logger: log })
       : undefined;
     const advertised = config.advertiseAddress ?? server.address;
     const registration = new AgentRegistration({
@@ -57,6 +61,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     await registration.stop();
     await server.stop();
     await health?.close();
+    await metrics?.close();
     containerd.close();
     return 0;
   } catch (err) {
