@@ -3,6 +3,7 @@
 // piped into `ctr images import` (node-a → node-c), and (2) the ceiling: copying the same blob files on this disk with
 // an fsync each. Prints progress to stderr and, as its last stdout line, one JSON object with the figures.
 import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { createCipheriv, createHash } from 'node:crypto';
 import {
   closeSync,
@@ -127,11 +128,31 @@ async function seed(c: Containerd) {
   return { manifestDigest, layers, total: layers.reduce((s, l) => s + l.size, 0) + config.length + manifest.length };
 }
 
-function procStatus(pid: number): { rssKb: number; hwmKb: number } {
+/** Memory and CPU of a process: VmRSS / VmHWM in KiB, user + system CPU in seconds. */
+function procStatus(pid: number): { rssKb: number; hwmKb: number; cpuSeconds: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+  // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks (100 per second on Linux), after the `(comm)`.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / 100;
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), cpuSeconds };
 }
+
+/** Removes every image record and blob from a node, so the next run starts from an empty target. */
+async function wipe(c: Containerd): Promise<void> {
+  const images = await c.images.list();
+  for (const [i, img] of images.entries()) await c.images.delete(img.name, { sync: i === images.length - 1 });
+  for (const info of await c.content.list()) await c.content.delete(info.digest);
+  if ((await c.content.list()).length > 0) throw new Error('a node kept blobs after its images were removed');
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+const runs = Math.max(1, Number(process.env.TOTE_BENCH_RUNS ?? 3));
 
 const daemons: ContainerdDaemon[] = [];
 const children: ReturnType<typeof spawn>[] = [];
@@ -165,90 +186,150 @@ try {
     });
     children.push(child);
     for await (const line of createInterface({ input: child.stdout! })) {
-      if (line.startsWith('LISTENING ')) return { address: line.slice('LISTENING '.length), pid: child.pid! };
+      if (line.startsWith('LISTENING ')) return { address: line.slice('LISTENING '.length), pid: child.pid!, child };
     }
     throw new Error(`agent ${node} exited before listening`);
   };
-  const agentA = await startAgent('node-a', a);
-  const agentB = await startAgent('node-b', b);
   const controllerTls = pki.issue({ kind: 'controller' }, 'controller');
-  const client = connectAgent({
-    address: agentB.address,
-    tls: controllerTls,
-    server: { kind: 'agent', node: 'node-b' },
-  });
-  const before = procStatus(agentB.pid);
-  const sourceBefore = procStatus(agentA.pid);
-
-  log('agent transfer node-a → node-b');
-  let started = performance.now();
-  const now = new Date();
-  const done = await client.import({
-    digest: image.manifestDigest,
-    sourceAddress: agentA.address,
-    sourceNode: 'node-a',
-    token: signTransferToken(keys.privateKeyPem, {
-      digest: image.manifestDigest,
-      source: 'node-a',
-      target: 'node-b',
-      issuedAt: now,
-      expiresAt: new Date(now.getTime() + 30 * 60_000),
-    }),
-    names: [name],
-  });
-  const agentSeconds = (performance.now() - started) / 1000;
-  if (done.bytesTransferred !== image.total) throw new Error(`moved ${done.bytesTransferred} of ${image.total} bytes`);
-  const after = procStatus(agentB.pid);
-  const sourceAfter = procStatus(agentA.pid);
-  client.close();
-
-  log('ctr export | ctr import node-a → node-c');
-  started = performance.now();
-  execFileSync(
-    'bash',
-    [
-      '-o',
-      'pipefail',
-      '-c',
-      `ctr -a ${a.socket} -n k8s.io images export - ${name} | ctr -a ${c.socket} -n k8s.io images import --no-unpack -`,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const ctrSeconds = (performance.now() - started) / 1000;
-
-  log('raw copy of the blob files');
+  const cb = connectContainerd({ socket: b.socket });
+  const cc = connectContainerd({ socket: c.socket });
   const copyDir = join(work, 'copy');
-  execFileSync('mkdir', ['-p', copyDir]);
-  started = performance.now();
-  for (const l of image.layers) {
-    const dest = join(copyDir, l.digest.slice(7));
-    copyFileSync(join(a.root, 'io.containerd.content.v1.content', 'blobs', 'sha256', l.digest.slice(7)), dest);
-    const fd = openSync(dest, 'r+');
-    fsyncSync(fd);
-    closeSync(fd);
-  }
-  const copySeconds = (performance.now() - started) / 1000;
-  rmSync(copyDir, { recursive: true, force: true });
-
   const mb = image.total / 1e6;
+  interface Run {
+    agent: number;
+    ctr: number;
+    copy: number;
+    targetGrowthMb: number;
+    sourceGrowthMb: number;
+    targetPeakMb: number;
+    targetBeforeMb: number;
+    targetCpu: number;
+    sourceCpu: number;
+  }
+  const results: Run[] = [];
+  // The three paths run interleaved, `runs` times, on the same machine in the same process: the machine is shared, so
+  // the figures are medians and each run is printed to stderr.
+  for (let run = 1; run <= runs; run++) {
+    await wipe(cb);
+    await wipe(cc);
+    // Fresh agent processes for every run, so each run's RSS growth is measured from a just-started agent.
+    const agentA = await startAgent('node-a', a);
+    const agentB = await startAgent('node-b', b);
+    const client = connectAgent({
+      address: agentB.address,
+      tls: controllerTls,
+      server: { kind: 'agent', node: 'node-b' },
+    });
+    const before = procStatus(agentB.pid);
+    const sourceBefore = procStatus(agentA.pid);
+
+    log(`run ${run}/${runs}: agent transfer node-a → node-b`);
+    let started = performance.now();
+    const now = new Date();
+    const done = await client.import({
+      digest: image.manifestDigest,
+      sourceAddress: agentA.address,
+      sourceNode: 'node-a',
+      token: signTransferToken(keys.privateKeyPem, {
+        digest: image.manifestDigest,
+        source: 'node-a',
+        target: 'node-b',
+        issuedAt: now,
+        expiresAt: new Date(now.getTime() + 30 * 60_000),
+      }),
+      names: [name],
+    });
+    const agentSeconds = (performance.now() - started) / 1000;
+    if (done.bytesTransferred !== image.total)
+      throw new Error(`moved ${done.bytesTransferred} of ${image.total} bytes`);
+    const after = procStatus(agentB.pid);
+    const sourceAfter = procStatus(agentA.pid);
+    client.close();
+    for (const agent of [agentA, agentB]) {
+      const exited = once(agent.child, 'exit');
+      agent.child.kill('SIGTERM');
+      await exited;
+    }
+
+    log(`run ${run}/${runs}: ctr export | ctr import node-a → node-c`);
+    started = performance.now();
+    execFileSync(
+      'bash',
+      [
+        '-o',
+        'pipefail',
+        '-c',
+        `ctr -a ${a.socket} -n k8s.io images export - ${name} | ctr -a ${c.socket} -n k8s.io images import --no-unpack -`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const ctrSeconds = (performance.now() - started) / 1000;
+
+    log(`run ${run}/${runs}: raw copy of the blob files`);
+    execFileSync('mkdir', ['-p', copyDir]);
+    started = performance.now();
+    for (const l of image.layers) {
+      const dest = join(copyDir, l.digest.slice(7));
+      copyFileSync(join(a.root, 'io.containerd.content.v1.content', 'blobs', 'sha256', l.digest.slice(7)), dest);
+      const fd = openSync(dest, 'r+');
+      fsyncSync(fd);
+      closeSync(fd);
+    }
+    const copySeconds = (performance.now() - started) / 1000;
+    rmSync(copyDir, { recursive: true, force: true });
+
+    const r: Run = {
+      agent: mb / agentSeconds,
+      ctr: mb / ctrSeconds,
+      copy: mb / copySeconds,
+      targetGrowthMb: (after.hwmKb - before.rssKb) / 1024,
+      sourceGrowthMb: (sourceAfter.hwmKb - sourceBefore.rssKb) / 1024,
+      targetPeakMb: after.hwmKb / 1024,
+      targetBeforeMb: before.rssKb / 1024,
+      targetCpu: after.cpuSeconds - before.cpuSeconds,
+      sourceCpu: sourceAfter.cpuSeconds - sourceBefore.cpuSeconds,
+    };
+    results.push(r);
+    log(
+      `run ${run}/${runs}: agent ${round(r.agent)} MB/s, ctr ${round(r.ctr)} MB/s, copy ${round(r.copy)} MB/s, ` +
+        `RSS growth target ${round(r.targetGrowthMb)} MB source ${round(r.sourceGrowthMb)} MB, ` +
+        `CPU target ${round(r.targetCpu, 2)} s source ${round(r.sourceCpu, 2)} s`,
+    );
+  }
+
+  const med = (f: (r: Run) => number, digits = 1) => round(median(results.map(f)), digits);
+  const all = (f: (r: Run) => number) => results.map((r) => round(f(r)));
+  const agentMbps = med((r) => r.agent);
   const result = {
     image_bytes: image.total,
     layers: layerCount,
-    seconds: Number(agentSeconds.toFixed(3)),
-    mb_per_s: Number((mb / agentSeconds).toFixed(1)),
-    export_import_mb_per_s: Number((mb / ctrSeconds).toFixed(1)),
-    raw_copy_mb_per_s: Number((mb / copySeconds).toFixed(1)),
-    vs_export_import: Number((ctrSeconds / agentSeconds).toFixed(2)),
-    vs_raw_copy: Number((copySeconds / agentSeconds).toFixed(2)),
-    agent_rss_before_mb: Number((before.rssKb / 1024).toFixed(1)),
-    agent_peak_rss_mb: Number((after.hwmKb / 1024).toFixed(1)),
-    agent_rss_growth_mb: Number(((after.hwmKb - before.rssKb) / 1024).toFixed(1)),
-    source_agent_rss_growth_mb: Number(((sourceAfter.hwmKb - sourceBefore.rssKb) / 1024).toFixed(1)),
+    runs,
+    seconds: round(mb / agentMbps, 3),
+    mb_per_s: agentMbps,
+    export_import_mb_per_s: med((r) => r.ctr),
+    raw_copy_mb_per_s: med((r) => r.copy),
+    // Ratios within each run (same machine state), then their median.
+    vs_export_import: med((r) => r.agent / r.ctr, 2),
+    vs_raw_copy: med((r) => r.agent / r.copy, 2),
+    agent_rss_before_mb: med((r) => r.targetBeforeMb),
+    agent_peak_rss_mb: med((r) => r.targetPeakMb),
+    agent_rss_growth_mb: med((r) => r.targetGrowthMb),
+    source_agent_rss_growth_mb: med((r) => r.sourceGrowthMb),
+    // CPU time of the agent processes per GB moved: unlike MB/s, barely affected by other load on the machine.
+    target_agent_cpu_s_per_gb: med((r) => (r.targetCpu * 1000) / mb, 2),
+    source_agent_cpu_s_per_gb: med((r) => (r.sourceCpu * 1000) / mb, 2),
+    runs_mb_per_s: all((r) => r.agent),
+    runs_export_import_mb_per_s: all((r) => r.ctr),
+    runs_raw_copy_mb_per_s: all((r) => r.copy),
+    runs_agent_rss_growth_mb: all((r) => r.targetGrowthMb),
+    runs_source_agent_rss_growth_mb: all((r) => r.sourceGrowthMb),
   };
   console.log(JSON.stringify(result));
+  cb.close();
+  cc.close();
   ca.close();
 } finally {
-  for (const child of children) child.kill('SIGTERM');
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
   for (const d of daemons) await d.stop();
   pki.cleanup();
   rmSync(work, { recursive: true, force: true });
