@@ -11,12 +11,18 @@ import type { KeyObject } from 'node:crypto';
 import { Server, ServerCredentials, status as Status } from '@grpc/grpc-js';
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { AgentServiceService, BlobRole, ImportPhase } from '../../generated/proto/tote/agent/v1/agent.ts';
+import {
+  AgentServiceService,
+  BlobRole,
+  ImportPhase,
+  ReadBlobResponse,
+} from '../../generated/proto/tote/agent/v1/agent.ts';
 import type * as pb from '../../generated/proto/tote/agent/v1/agent.ts';
 import { HealthCheckResponse_ServingStatus, HealthService } from '../../generated/proto/grpc/health/v1/health.ts';
 import type { HealthCheckRequest, HealthCheckResponse } from '../../generated/proto/grpc/health/v1/health.ts';
 import { isToteError, ToteError } from '../api/errors.ts';
 import type { ErrorKind } from '../api/errors.ts';
+import { appendBytesField, limitBuffering } from '../api/wire.ts';
 import type { Containerd } from '../containerd/index.ts';
 import {
   connectAgent,
@@ -131,6 +137,21 @@ function requireDigest(digest: string, what = 'digest'): string {
     throw new ToteError('terminal', 'InvalidDigest', `${what} ${JSON.stringify(digest)} is not sha256:<64 hex>`);
   return digest;
 }
+
+const noBytes = new Uint8Array(0);
+
+/**
+ * AgentService with a single-copy encoder for ReadBlob's messages (see api/wire.ts): every byte a source serves goes
+ * through it. `data` is field 2 of ReadBlobResponse.
+ */
+const agentServiceDefinition: typeof AgentServiceService = {
+  ...AgentServiceService,
+  readBlob: {
+    ...AgentServiceService.readBlob,
+    responseSerialize: (value: ReadBlobResponse): Buffer =>
+      appendBytesField(ReadBlobResponse.encode({ ...value, data: noBytes }).finish(), 2, value.data),
+  },
+};
 
 export async function startAgentServer(options: AgentServerOptions): Promise<AgentServer> {
   const { containerd, nodeName } = options;
@@ -265,6 +286,8 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
             'OffsetOutOfRange',
             `offset ${offset} outside ${digest} (${info.size} bytes)`,
           );
+        // write() answers false (wait for 'drain') once two chunks wait behind the socket, not grpc-js's 16.
+        limitBuffering(call, 'write', 2);
         let at = offset;
         for await (const data of containerd.content.read(digest, offset, { signal: abort.signal })) {
           if (!call.write({ offset: at, data })) await once(call, 'drain', { signal: abort.signal });
@@ -436,7 +459,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     'grpc.max_send_message_length': 16 * 1024 * 1024,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
   });
-  server.addService(AgentServiceService, service);
+  server.addService(agentServiceDefinition, service);
   server.addService(HealthService, health);
   const port = await bind(server, options.listen, serverCredentials(options.tls));
   const host = options.listen.slice(0, options.listen.lastIndexOf(':'));

@@ -21,6 +21,7 @@ import type {
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';
 import { ToteError } from '../api/errors.ts';
+import { limitBuffering } from '../api/wire.ts';
 import { fromAgentError } from './errors.ts';
 import { clientCredentials } from './tls.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -192,6 +193,8 @@ export function connectAgent(options: AgentClientOptions): AgentClient {
           new Metadata(),
           deadline(o, defaultStreamTimeoutMs),
         );
+        // Two chunks decoded ahead of the reader, not grpc-js's 16: the HTTP/2 window keeps the connection busy.
+        limitBuffering(call, 'read', 2);
         const onAbort = () => call.cancel();
         o?.signal?.addEventListener('abort', onAbort, { once: true });
         try {
