@@ -548,7 +548,9 @@ function restarting(step: Step): void {
     }
   }
   const parts: string[] = [];
-  if (restarted.length > 0) parts.push(`deleted ${restarted.join(', ')} so their controllers recreate them now`);
+  // Worded as intent: this status is written before the delete runs (intent first), and a controller killed in between
+  // must not leave a history claiming a deletion that never happened. Pushing and Completed finish the act.
+  if (restarted.length > 0) parts.push(`deleting ${restarted.join(', ')} so their controllers recreate them now`);
   if (leftAlone.length > 0) {
     const why = obs.policy.restartPod ? 'no controller owns them' : 'the policy does not restart pods';
     parts.push(`left ${leftAlone.join(', ')} alone (${why}): the kubelet starts them at its next retry`);
@@ -568,7 +570,7 @@ function restarting(step: Step): void {
 }
 
 /**
- * Deletes owned pods still stuck on an image that is now on the node. Restarting records "deleted …" and deletes only
+ * Deletes owned pods still stuck on an image that is now on the node. Restarting records "deleting …" and deletes only
  * afterwards (intent first); a controller that dies in between leaves the pods to the kubelet's back-off, so the
  * phases after Restarting delete them again. The UID precondition makes a repeat harmless.
  */

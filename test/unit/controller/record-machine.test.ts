@@ -313,6 +313,21 @@ describe('decide: restart, push and completion', () => {
     assert.equal(d.status?.phase, 'Completed');
   });
 
+  it('words the pod deletion as intent: the status is written before the delete runs', () => {
+    const d = decide(at('Restarting'), observation());
+    assert.deepEqual(
+      d.actions.filter((a) => a.type === 'deletePod'),
+      [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }],
+    );
+    const said = [d.status?.message ?? '', ...(d.status?.history ?? []).map((h) => h.message ?? '')];
+    assert.ok(
+      said.some((m) => /deleting app-1 so their controllers recreate them/.test(m)),
+      said.join('\n'),
+    );
+    // A controller killed between this write and the delete must not leave a record claiming the deletion happened.
+    assert.ok(!said.some((m) => /\bdeleted app-1\b/.test(m)), said.join('\n'));
+  });
+
   it('does not delete pods when restartPod is off', () => {
     const d = decide(at('Restarting'), observation({ policy: policy({ restartPod: false }) }));
     assert.ok(!types(d.actions).includes('deletePod'));
