@@ -2,6 +2,9 @@
 // its own process), against (1) the Go tote's data path reproduced with containerd's own tools, `ctr images export`
 // piped into `ctr images import` (node-a → node-c), and (2) the ceiling: copying the same blob files on this disk with
 // an fsync each. Prints progress to stderr and, as its last stdout line, one JSON object with the figures.
+// TOTE_BENCH_RUNS (default 3): the three paths run that many times, interleaved; the figures are medians, each run's are
+// printed. TOTE_BENCH_BASELINE=<another checkout>: that checkout's agents also move the image in every run (order
+// alternating), for a fair A/B of two data paths on a machine shared with other work.
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -171,7 +174,7 @@ try {
   log('seeding 1 GiB on node-a');
   const image = await seed(ca);
 
-  const startAgent = async (node: string, daemon: ContainerdDaemon) => {
+  const startAgent = async (node: string, daemon: ContainerdDaemon, script: string) => {
     pki.issue({ kind: 'agent', node }, node);
     const cfg = {
       nodeName: node,
@@ -181,7 +184,7 @@ try {
       key: join(pki.dir, `${node}.key`),
       publicKey: join(work, 'pub.pem'),
     };
-    const child = spawn(process.execPath, [join(import.meta.dirname, 'agent-process.ts'), JSON.stringify(cfg)], {
+    const child = spawn(process.execPath, [script, JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -195,10 +198,8 @@ try {
   const cc = connectContainerd({ socket: c.socket });
   const copyDir = join(work, 'copy');
   const mb = image.total / 1e6;
-  interface Run {
-    agent: number;
-    ctr: number;
-    copy: number;
+  interface AgentRun {
+    mbps: number;
     targetGrowthMb: number;
     sourceGrowthMb: number;
     targetPeakMb: number;
@@ -206,15 +207,16 @@ try {
     targetCpu: number;
     sourceCpu: number;
   }
-  const results: Run[] = [];
-  // The three paths run interleaved, `runs` times, on the same machine in the same process: the machine is shared, so
-  // the figures are medians and each run is printed to stderr.
-  for (let run = 1; run <= runs; run++) {
+  interface Run extends AgentRun {
+    ctr: number;
+    copy: number;
+    baseline?: AgentRun;
+  }
+  /** One agent transfer node-a → node-b into an empty node-b, by fresh agent processes (RSS growth from start). */
+  const agentTransfer = async (script: string): Promise<AgentRun> => {
     await wipe(cb);
-    await wipe(cc);
-    // Fresh agent processes for every run, so each run's RSS growth is measured from a just-started agent.
-    const agentA = await startAgent('node-a', a);
-    const agentB = await startAgent('node-b', b);
+    const agentA = await startAgent('node-a', a, script);
+    const agentB = await startAgent('node-b', b, script);
     const client = connectAgent({
       address: agentB.address,
       tls: controllerTls,
@@ -222,9 +224,7 @@ try {
     });
     const before = procStatus(agentB.pid);
     const sourceBefore = procStatus(agentA.pid);
-
-    log(`run ${run}/${runs}: agent transfer node-a → node-b`);
-    let started = performance.now();
+    const started = performance.now();
     const now = new Date();
     const done = await client.import({
       digest: image.manifestDigest,
@@ -250,9 +250,40 @@ try {
       agent.child.kill('SIGTERM');
       await exited;
     }
+    return {
+      mbps: mb / agentSeconds,
+      targetGrowthMb: (after.hwmKb - before.rssKb) / 1024,
+      sourceGrowthMb: (sourceAfter.hwmKb - sourceBefore.rssKb) / 1024,
+      targetPeakMb: after.hwmKb / 1024,
+      targetBeforeMb: before.rssKb / 1024,
+      targetCpu: after.cpuSeconds - before.cpuSeconds,
+      sourceCpu: sourceAfter.cpuSeconds - sourceBefore.cpuSeconds,
+    };
+  };
+  const describe = (r: AgentRun) =>
+    `${round(r.mbps)} MB/s, RSS growth target ${round(r.targetGrowthMb)} MB source ${round(r.sourceGrowthMb)} MB, ` +
+    `CPU target ${round(r.targetCpu, 2)} s source ${round(r.sourceCpu, 2)} s`;
+  const agentScript = join(import.meta.dirname, 'agent-process.ts');
+  // TOTE_BENCH_BASELINE=<another checkout>: its agents run too, in every run, in alternating order — the only fair
+  // comparison of two data paths on a shared machine.
+  const baselineScript = process.env.TOTE_BENCH_BASELINE
+    ? join(process.env.TOTE_BENCH_BASELINE, 'bench', 'transfer', 'agent-process.ts')
+    : undefined;
+  const results: Run[] = [];
+  // The three paths run interleaved, `runs` times, on the same machine in the same process: the machine is shared, so
+  // the figures are medians and each run is printed to stderr.
+  for (let run = 1; run <= runs; run++) {
+    await wipe(cc);
+    log(`run ${run}/${runs}: agent transfer node-a → node-b`);
+    let baseline: AgentRun | undefined;
+    if (baselineScript !== undefined && run % 2 === 0) baseline = await agentTransfer(baselineScript);
+    const agent = await agentTransfer(agentScript);
+    if (baselineScript !== undefined && run % 2 === 1) baseline = await agentTransfer(baselineScript);
+    log(`run ${run}/${runs}: agent ${describe(agent)}`);
+    if (baseline !== undefined) log(`run ${run}/${runs}: baseline agent ${describe(baseline)}`);
 
     log(`run ${run}/${runs}: ctr export | ctr import node-a → node-c`);
-    started = performance.now();
+    let started = performance.now();
     execFileSync(
       'bash',
       [
@@ -278,28 +309,28 @@ try {
     const copySeconds = (performance.now() - started) / 1000;
     rmSync(copyDir, { recursive: true, force: true });
 
-    const r: Run = {
-      agent: mb / agentSeconds,
-      ctr: mb / ctrSeconds,
-      copy: mb / copySeconds,
-      targetGrowthMb: (after.hwmKb - before.rssKb) / 1024,
-      sourceGrowthMb: (sourceAfter.hwmKb - sourceBefore.rssKb) / 1024,
-      targetPeakMb: after.hwmKb / 1024,
-      targetBeforeMb: before.rssKb / 1024,
-      targetCpu: after.cpuSeconds - before.cpuSeconds,
-      sourceCpu: sourceAfter.cpuSeconds - sourceBefore.cpuSeconds,
-    };
+    const r: Run = { ...agent, ctr: mb / ctrSeconds, copy: mb / copySeconds, baseline };
     results.push(r);
-    log(
-      `run ${run}/${runs}: agent ${round(r.agent)} MB/s, ctr ${round(r.ctr)} MB/s, copy ${round(r.copy)} MB/s, ` +
-        `RSS growth target ${round(r.targetGrowthMb)} MB source ${round(r.sourceGrowthMb)} MB, ` +
-        `CPU target ${round(r.targetCpu, 2)} s source ${round(r.sourceCpu, 2)} s`,
-    );
+    log(`run ${run}/${runs}: ctr ${round(r.ctr)} MB/s, copy ${round(r.copy)} MB/s`);
   }
 
   const med = (f: (r: Run) => number, digits = 1) => round(median(results.map(f)), digits);
   const all = (f: (r: Run) => number) => results.map((r) => round(f(r)));
-  const agentMbps = med((r) => r.agent);
+  const agentMbps = med((r) => r.mbps);
+  const baselineFigures = () => {
+    const bl = (r: Run) => r.baseline!;
+    return {
+      baseline: process.env.TOTE_BENCH_BASELINE,
+      baseline_mb_per_s: med((r) => bl(r).mbps),
+      vs_baseline: med((r) => r.mbps / bl(r).mbps, 2),
+      baseline_vs_export_import: med((r) => bl(r).mbps / r.ctr, 2),
+      baseline_agent_rss_growth_mb: med((r) => bl(r).targetGrowthMb),
+      baseline_source_agent_rss_growth_mb: med((r) => bl(r).sourceGrowthMb),
+      baseline_target_agent_cpu_s_per_gb: med((r) => (bl(r).targetCpu * 1000) / mb, 2),
+      baseline_source_agent_cpu_s_per_gb: med((r) => (bl(r).sourceCpu * 1000) / mb, 2),
+      runs_baseline_mb_per_s: all((r) => bl(r).mbps),
+    };
+  };
   const result = {
     image_bytes: image.total,
     layers: layerCount,
@@ -309,8 +340,8 @@ try {
     export_import_mb_per_s: med((r) => r.ctr),
     raw_copy_mb_per_s: med((r) => r.copy),
     // Ratios within each run (same machine state), then their median.
-    vs_export_import: med((r) => r.agent / r.ctr, 2),
-    vs_raw_copy: med((r) => r.agent / r.copy, 2),
+    vs_export_import: med((r) => r.mbps / r.ctr, 2),
+    vs_raw_copy: med((r) => r.mbps / r.copy, 2),
     agent_rss_before_mb: med((r) => r.targetBeforeMb),
     agent_peak_rss_mb: med((r) => r.targetPeakMb),
     agent_rss_growth_mb: med((r) => r.targetGrowthMb),
@@ -318,11 +349,12 @@ try {
     // CPU time of the agent processes per GB moved: unlike MB/s, barely affected by other load on the machine.
     target_agent_cpu_s_per_gb: med((r) => (r.targetCpu * 1000) / mb, 2),
     source_agent_cpu_s_per_gb: med((r) => (r.sourceCpu * 1000) / mb, 2),
-    runs_mb_per_s: all((r) => r.agent),
+    runs_mb_per_s: all((r) => r.mbps),
     runs_export_import_mb_per_s: all((r) => r.ctr),
     runs_raw_copy_mb_per_s: all((r) => r.copy),
     runs_agent_rss_growth_mb: all((r) => r.targetGrowthMb),
     runs_source_agent_rss_growth_mb: all((r) => r.sourceGrowthMb),
+    ...(baselineScript === undefined ? {} : baselineFigures()),
   };
   console.log(JSON.stringify(result));
   cb.close();
