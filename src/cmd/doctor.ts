@@ -7,7 +7,7 @@ import { agentLeaseName, endpointFromLease, errorMessage, findCondition } from '
 import type { SalvagePolicy } from '../api/index.ts';
 import { connectAgent } from '../agentapi/index.ts';
 import type { TlsMaterial } from '../agentapi/index.ts';
-import { decideScope } from '../controller/policy-match.ts';
+import { decideScope, scopeSubject } from '../controller/policy-match.ts';
 import { policyResource } from '../controller/policy-reconciler.ts';
 import { repositoryOf } from '../controller/node-images.ts';
 import { parseDoctorConfig } from '../runtime/config/index.ts';
@@ -229,15 +229,7 @@ async function checkWorkloads(c: DoctorContext): Promise<CheckRow[]> {
       if (container.imagePullPolicy !== 'Always') continue;
       const repository = repositoryOf(container.image ?? '');
       if (!repository) continue;
-      const scope = decideScope(policies, {
-        namespace,
-        namespaceLabels: ns?.metadata?.labels,
-        namespaceAnnotations: ns?.metadata?.annotations,
-        podLabels: pod.metadata?.labels,
-        podAnnotations: pod.metadata?.annotations,
-        ownerAnnotations: [],
-        repository,
-      });
+      const scope = decideScope(policies, scopeSubject(pod, ns, repository));
       if (scope.inScope) always.add(`${namespace}/${pod.metadata?.ownerReferences?.[0]?.name ?? pod.metadata?.name}`);
     }
   }

@@ -11,8 +11,7 @@ import type { ControllerContext } from './context.ts';
 import { incidentsOf } from './incidents.ts';
 import type { Incident } from './incidents.ts';
 import { repositoryOf } from './node-images.ts';
-import { decideScope } from './policy-match.ts';
-import type { ScopeSubject } from './policy-match.ts';
+import { decideScope, scopeSubject } from './policy-match.ts';
 
 export const recordResource: ResourceType = {
   group: SalvageRecordResource.group,
@@ -47,15 +46,7 @@ export async function reconcilePod(
       ctx.log.debug('image reference is malformed; not tote’s to fix', { image: incident.image });
       continue;
     }
-    const subject: ScopeSubject = {
-      namespace: incident.namespace,
-      namespaceLabels: namespace?.metadata?.labels,
-      namespaceAnnotations: namespace?.metadata?.annotations,
-      podLabels: pod.metadata?.labels,
-      podAnnotations: pod.metadata?.annotations,
-      ownerAnnotations: [],
-      repository,
-    };
+    const subject = scopeSubject(pod, namespace, repository);
     let scope = decideScope(policies, subject);
     if (!scope.inScope && subject.namespaceAnnotations?.[Annotations.allowNamespace] === 'true') {
       // Only the annotation opt-in needs the owners, so they are fetched only for namespaces that allow it.

@@ -3,6 +3,7 @@
 // System namespaces are never in scope. Where no policy selects a pod, the Go tote's annotations still opt it in
 // (tote.dev/allow on the namespace and tote.dev/auto-salvage on the pod or its owner) with tote's defaults.
 import { Annotations, systemNamespaces } from '../api/index.ts';
+import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy } from '../api/index.ts';
 import { matchesSelector } from './label-selector.ts';
 import { matchesRegistries } from './registry-patterns.ts';
@@ -17,6 +18,24 @@ export interface ScopeSubject {
   ownerAnnotations: Record<string, string>[];
   /** Normalised repository of the image, e.g. docker.io/library/nginx. */
   repository: string;
+}
+
+/** The subject for a pod's container image, from the pod and its (cached) namespace. */
+export function scopeSubject(
+  pod: V1Pod,
+  namespace: V1Namespace | undefined,
+  repository: string,
+  ownerAnnotations: Record<string, string>[] = [],
+): ScopeSubject {
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    namespaceLabels: namespace?.metadata?.labels,
+    namespaceAnnotations: namespace?.metadata?.annotations,
+    podLabels: pod.metadata?.labels,
+    podAnnotations: pod.metadata?.annotations,
+    ownerAnnotations,
+    repository,
+  };
 }
 
 export type ScopeDecision =
