@@ -119,11 +119,20 @@ export function isRunning(pid: number): boolean {
   }
 }
 
+/** After a reboot a recorded pid may belong to anything: it is ours only if its command line names our state dir. */
+function isOurs(pid: number, paths: TotePaths): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(paths.dir);
+  } catch {
+    return false;
+  }
+}
+
 /** The process recorded under `name`, if it still runs. */
 export function runningProcess(paths: TotePaths, name: string): ToteProcess | undefined {
   if (!existsSync(infoFile(paths, name))) return undefined;
   const info = JSON.parse(readFileSync(infoFile(paths, name), 'utf8')) as ToteProcess;
-  return isRunning(info.pid) ? info : undefined;
+  return isRunning(info.pid) && isOurs(info.pid, paths) ? info : undefined;
 }
 
 async function startProcess(
