@@ -275,6 +275,11 @@ function describeIncident(record: SalvageRecord): string {
 
 function resolving(step: Step): void {
   const { record, obs } = step;
+  if (!obs.target.exists) {
+    // Before any lookup: no registry call or agent query for an image that has nowhere to go.
+    targetGone(step);
+    return;
+  }
   if (record.spec.digest) {
     step.status.digest = record.spec.digest;
     step.condition(ConditionTypes.Resolved, 'True', ConditionReasons.DigestFromSpec, `digest ${record.spec.digest}`);
@@ -310,6 +315,15 @@ function resolving(step: Step): void {
   }
 }
 
+/** The target node is not in the cluster (deleted since, or a hand-made record naming a node that never was). */
+function targetGone(step: Step): void {
+  notActionable(
+    step,
+    'TargetNodeGone',
+    `node ${step.record.spec.targetNode} does not exist: there is no node to bring ${step.record.spec.imageRef} to`,
+  );
+}
+
 function locating(step: Step): void {
   const { record, obs } = step;
   const digest = step.digest;
@@ -318,7 +332,7 @@ function locating(step: Step): void {
     return;
   }
   if (!obs.target.exists) {
-    notActionable(step, 'TargetNodeGone', `node ${record.spec.targetNode} no longer exists`);
+    targetGone(step);
     return;
   }
   if (!obs.target.agentAlive) {

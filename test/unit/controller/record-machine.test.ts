@@ -209,6 +209,19 @@ describe('decide: locating', () => {
   it('a deleted target node → NotActionable', () => {
     const d = decide(locating, observation({ target: { exists: false, agentAlive: false, image: 'unknown' } }));
     assert.equal(d.status?.phase, 'NotActionable');
+    assert.match(d.status?.message ?? '', /node node-b does not exist/);
+  });
+
+  it('a target node that does not exist → NotActionable while Resolving, before asking anyone for the digest', () => {
+    const d = decide(
+      record({ phase: 'Resolving' }),
+      observation({
+        target: { exists: false, agentAlive: false, image: 'unknown' },
+        digest: { kind: 'resolved', digest, source: 'registry' },
+      }),
+    );
+    assert.equal(d.status?.phase, 'NotActionable');
+    assert.equal(d.status?.history?.at(-1)?.reason, 'TargetNodeGone');
   });
 
   it('the last copy is announced', () => {
