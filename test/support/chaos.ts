@@ -123,8 +123,8 @@ export async function criHasImage(socket: string, ref: string): Promise<boolean>
 }
 
 /**
- * Sums a Prometheus text-format counter (all series, or those whose labels include `labels`). tote serves /metrics on
- * its health-probe address (ToteProcess.healthUrl); --metrics-bind-address is accepted but nothing listens there.
+ * Sums a Prometheus text-format counter (all series, or those whose labels include `labels`) served at `baseUrl`/metrics
+ * (ToteProcess.metricsUrl: with --metrics-bind-address set, /metrics is served there, not on the probe address).
  */
 export async function scrapeCounter(
   baseUrl: string,
