@@ -40,8 +40,10 @@ const podCount = Number(process.env.TOTE_BENCH_PODS ?? 5000);
 const failingCount = Number(process.env.TOTE_BENCH_FAILING ?? 200);
 const imageCount = Number(process.env.TOTE_BENCH_IMAGES ?? 20);
 const idleSeconds = Number(process.env.TOTE_BENCH_IDLE_SECONDS ?? 60);
-const namespaces = Array.from({ length: 10 }, (_, i) => `bench-scale-${i}`);
-const failNamespace = 'bench-scale-fail';
+// Fresh namespaces per run: an earlier run's may still be terminating.
+const runId = Date.now().toString(36);
+const namespaces = Array.from({ length: 10 }, (_, i) => `bench-scale-${runId}-${i}`);
+const failNamespace = `bench-scale-${runId}-fail`;
 const flowSchema = 'tote-bench-controller';
 const kwokBin = join(
   process.env.TOTE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/tote'),
@@ -236,7 +238,13 @@ function pod(namespace: string, name: string, nodeName: string, image: string, f
     metadata: { name, namespace, labels: { app: 'bench-scale', ...(failing ? { 'tote-bench/fail': 'true' } : {}) } },
     spec: {
       nodeName,
-      tolerations: [{ key: 'kwok.x-k8s.io/node', operator: 'Exists', effect: 'NoSchedule' }],
+      tolerations: [
+        { key: 'kwok.x-k8s.io/node', operator: 'Exists', effect: 'NoSchedule' },
+        // On a loaded machine kwok renews 500 node Leases late now and then; without these the node lifecycle
+        // controller would evict the pods of a node it briefly thinks unreachable.
+        { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute' },
+        { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute' },
+      ],
       containers: [{ name: 'app', image, imagePullPolicy: 'IfNotPresent' }],
     },
   } as KubernetesObject;
