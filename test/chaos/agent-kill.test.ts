@@ -70,13 +70,18 @@ describe('chaos: an agent killed mid-transfer', () => {
 
   it('source agent killed: the other holder finishes it, re-sending less than a chunk per blob', async (t) => {
     const target = tote.agents.get('node-b')!;
-    const receivedBefore = await scrapeCounter(target.healthUrl, 'tote_agent_bytes_received_total');
-    const resumedBefore = await scrapeCounter(target.healthUrl, 'tote_agent_bytes_resumed_total');
+    const receivedBefore = await scrapeCounter(target.metricsUrl, 'tote_agent_bytes_received_total');
+    const resumedBefore = await scrapeCounter(target.metricsUrl, 'tote_agent_bytes_resumed_total');
+    // Agents live across tests: every counter is read as a difference from before this salvage.
+    const sentBefore = new Map<string, number>();
+    for (const n of ['node-a', 'node-c'])
+      sentBefore.set(n, await scrapeCounter(tote.agents.get(n)!.metricsUrl, 'tote_agent_bytes_sent_total'));
     const { ns, image, pods, moving } = await slowSalvage(t);
     const source = moving.status?.sourceNode ?? '';
     assert.ok(['node-a', 'node-c'].includes(source), `source ${source}`);
     const sourceAgent = tote.agents.get(source)!;
-    const sent = await scrapeCounter(sourceAgent.healthUrl, 'tote_agent_bytes_sent_total');
+    const sent =
+      (await scrapeCounter(sourceAgent.metricsUrl, 'tote_agent_bytes_sent_total')) - (sentBefore.get(source) ?? 0);
     await killTote(sourceAgent);
     const size = [...image.blobs.values()].reduce((sum, b) => sum + b.size, 0);
     t.diagnostic(`source ${source} had sent ${sent} B of ${size} B when killed`);
@@ -92,8 +97,8 @@ describe('chaos: an agent killed mid-transfer', () => {
     assert.equal(entries(done, 'Completed'), 1, 'completed once');
     assert.ok((done.status?.attempts ?? 0) >= 2, `attempts ${done.status?.attempts}`);
 
-    const received = (await scrapeCounter(target.healthUrl, 'tote_agent_bytes_received_total')) - receivedBefore;
-    const resumed = (await scrapeCounter(target.healthUrl, 'tote_agent_bytes_resumed_total')) - resumedBefore;
+    const received = (await scrapeCounter(target.metricsUrl, 'tote_agent_bytes_received_total')) - receivedBefore;
+    const resumed = (await scrapeCounter(target.metricsUrl, 'tote_agent_bytes_resumed_total')) - resumedBefore;
     t.diagnostic(`image ${size} B; target received ${received} B in all; resumed ${resumed} B from its ingests`);
     assert.ok(resumed > 0, 'the second attempt resumed from what the first wrote');
     // At most one unacknowledged 1 MiB chunk per layer may have to travel twice.
@@ -116,8 +121,8 @@ describe('chaos: an agent killed mid-transfer', () => {
     });
     assert.ok(done);
     assert.equal(entries(done, 'Completed'), 1, 'completed once');
-    const resumed = await scrapeCounter(restarted.healthUrl, 'tote_agent_bytes_resumed_total');
-    const received = await scrapeCounter(restarted.healthUrl, 'tote_agent_bytes_received_total');
+    const resumed = await scrapeCounter(restarted.metricsUrl, 'tote_agent_bytes_resumed_total');
+    const received = await scrapeCounter(restarted.metricsUrl, 'tote_agent_bytes_received_total');
     const size = [...image.blobs.values()].reduce((sum, b) => sum + b.size, 0);
     t.diagnostic(`restarted target: resumed ${resumed} B, received ${received} B of ${size} B`);
     assert.ok(resumed > 0, `resumed ${resumed} B`);
@@ -126,8 +131,14 @@ describe('chaos: an agent killed mid-transfer', () => {
     await waitForRunningPods(env, ns.name, 'app', 1);
     const containerd = connectContainerd({ socket: env.nodeSockets.get('node-b')! });
     try {
-      const leases = (await containerd.leases.list()).map((l) => l.id).filter((id) => id.startsWith('tote-import-'));
-      const ingests = (await containerd.content.listIngests()).map((i) => i.ref);
+      // This transfer's own lease and ingests: an earlier test on this cluster whose import was cut off (a controller
+      // killed, a namespace deleted mid-transfer) may have left its lease to expire by design (gc.expire).
+      const hex = image.target.digest.replace(/^sha256:/, '');
+      const blobs = [...image.blobs.keys()];
+      const leases = (await containerd.leases.list()).map((l) => l.id).filter((id) => id === `tote-import-${hex}`);
+      const ingests = (await containerd.content.listIngests())
+        .map((i) => i.ref)
+        .filter((ref) => blobs.some((d) => ref.includes(d)));
       assert.deepEqual(leases, [], 'no import lease left on node-b');
       assert.deepEqual(ingests, [], 'no ingest left on node-b');
     } finally {

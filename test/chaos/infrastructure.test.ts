@@ -104,13 +104,17 @@ describe('chaos: infrastructure faults', () => {
     t.diagnostic(`restarting containerd of node-b at ${moving?.status?.progress?.transferredBytes} B transferred`);
     const containerd = await killComponent(env, 'containerd-node-b');
     assert.equal(await criHasImage(socket, ref).catch(() => false), false, 'nothing answers while containerd is down');
+    // Ready means the CRI plugin answers too: containerd serves its own API first and CRI calls fail with "server is
+    // not initialized yet" for a moment after.
     await containerd.restart(async () => {
       const c = connectContainerd({ socket });
       try {
-        return (await c.version()).version !== '';
+        if ((await c.version()).version === '') return false;
       } finally {
         c.close();
       }
+      await criHasImage(socket, ref);
+      return true;
     });
     assert.equal(await criHasImage(socket, ref), false, 'right after the restart CRI does not know the image');
 
