@@ -24,6 +24,24 @@ export interface NodeImage {
   readonly layersDiscarded: boolean;
 }
 
+/**
+ * Plans by (root digest, platform). Index, manifest and config are content-addressed, so the plan of a digest never
+ * changes; what can change — whether each blob is still there — is checked anew on every listing. Errors are never
+ * cached. Bounded, oldest first out.
+ */
+const planCache = new Map<string, { plan: ImagePlan; platforms: Platform[] }>();
+const planCacheMax = 8192;
+/** Images described at once while listing a node: enough to overlap containerd round trips on a 2-core node. */
+const describeConcurrency = 8;
+
+function rememberPlan(key: string, value: { plan: ImagePlan; platforms: Platform[] }): void {
+  planCache.set(key, value);
+  if (planCache.size > planCacheMax) {
+    const oldest = planCache.keys().next().value;
+    if (oldest !== undefined) planCache.delete(oldest);
+  }
+}
+
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /**
@@ -55,12 +73,19 @@ export function localPlan(
   return planImage(root, platform, (d) => readLocalDocument(containerd, d, signal));
 }
 
-/** The blobs of `plan` that are missing (or truncated) in the content store. */
-export async function missingBlobs(containerd: Containerd, plan: ImagePlan): Promise<string[]> {
+/**
+ * The blobs of `plan` that are missing (or truncated) in the content store. `present` (digest → size from one
+ * Content.List) answers without a call per blob when a whole node is being listed.
+ */
+export async function missingBlobs(
+  containerd: Containerd,
+  plan: ImagePlan,
+  present?: ReadonlyMap<string, number>,
+): Promise<string[]> {
   const missing: string[] = [];
   for (const b of plan.blobs) {
-    const info = await containerd.content.info(b.digest);
-    if (info === undefined || info.size !== b.size) missing.push(b.digest);
+    const size = present ? present.get(b.digest) : (await containerd.content.info(b.digest))?.size;
+    if (size !== b.size) missing.push(b.digest);
   }
   return missing;
 }
@@ -77,6 +102,7 @@ export async function describeImage(
   containerd: Containerd,
   records: readonly ImageRecord[],
   platform: Platform,
+  present?: ReadonlyMap<string, number>,
 ): Promise<NodeImage> {
   const first = records[0];
   if (first === undefined) throw new ToteError('not-found', 'ImageNotFound', 'no image records');
@@ -90,13 +116,19 @@ export async function describeImage(
   };
   let platforms: Platform[] = [];
   let plan: ImagePlan;
+  const cacheKey = `${root.digest}|${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
+  const cached = planCache.get(cacheKey);
   try {
-    if (isIndexType(root.mediaType)) {
-      platforms = parseIndex(await readLocalDocument(containerd, root), root).flatMap((m) =>
-        m.platform ? [m.platform] : [],
-      );
+    if (cached) {
+      ({ plan, platforms } = cached);
+    } else {
+      if (isIndexType(root.mediaType)) {
+        platforms = parseIndex(await readLocalDocument(containerd, root), root).flatMap((m) =>
+          m.platform ? [m.platform] : [],
+        );
+      }
+      plan = await localPlan(containerd, root, platform);
     }
-    plan = await localPlan(containerd, root, platform);
   } catch (err) {
     // terminal: a document over maxDocumentBytes or of an unknown media type. One such image must not fail the
     // listing of the whole node (ListImages, GetNodeInfo); it is reported as unusable like a corrupt one.
@@ -113,7 +145,7 @@ export async function describeImage(
       layersDiscarded: false,
     };
   }
-  if (platforms.length === 0) {
+  if (platforms.length === 0 && !cached) {
     try {
       const config = JSON.parse(
         (await readLocalDocument(containerd, plan.config)).toString('utf8'),
@@ -126,7 +158,8 @@ export async function describeImage(
       // a missing config is reported through missingDigests
     }
   }
-  const missingDigests = await missingBlobs(containerd, plan);
+  if (!cached) rememberPlan(cacheKey, { plan, platforms });
+  const missingDigests = await missingBlobs(containerd, plan, present);
   const layerDigests = new Set(plan.layers.map((l) => l.digest));
   const onlyLayersMissing = missingDigests.length > 0 && missingDigests.every((d) => layerDigests.has(d));
   return {
@@ -149,8 +182,21 @@ export async function listNodeImages(
   const records = await containerd.images.list(digests.map((d) => `target.digest==${d}`));
   const byDigest = new Map<string, ImageRecord[]>();
   for (const r of records) byDigest.set(r.target.digest, [...(byDigest.get(r.target.digest) ?? []), r]);
-  const out: NodeImage[] = [];
-  for (const group of byDigest.values()) out.push(await describeImage(containerd, group, platform));
+  // For a whole node one Content.List answers "is this blob here" for every image at once; for a few images an Info
+  // per blob is cheaper than listing a large store.
+  const present =
+    byDigest.size > 4
+      ? new Map((await containerd.content.list()).map((info) => [info.digest, info.size] as const))
+      : undefined;
+  const groups = [...byDigest.values()];
+  const out: NodeImage[] = new Array<NodeImage>(groups.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < groups.length; i = next++) {
+      out[i] = await describeImage(containerd, groups[i] ?? [], platform, present);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(describeConcurrency, groups.length) }, worker));
   return out.sort((a, b) => a.digest.localeCompare(b.digest));
 }
 
