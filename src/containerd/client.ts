@@ -149,8 +149,10 @@ class GrpcContainerd implements Containerd {
     const channelOptions: ChannelOptions = {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
-      // HTTP/2's default 64 KiB receive window caps a Read stream at one window per round trip: open it wide.
-      'grpc-node.flow_control_window': 8 * 1024 * 1024,
+      // HTTP/2's default 64 KiB receive window caps a Read stream at one window per round trip: open it, but only to
+      // 2 MiB (two containerd messages): on a unix socket that keeps Read as fast as 8 MiB did, with less memory per
+      // stream (bench-transfer, docs/agent.md).
+      'grpc-node.flow_control_window': 2 * 1024 * 1024,
       // containerd does not run a name resolver for unix sockets; the authority is cosmetic.
       'grpc.default_authority': 'localhost',
     };
