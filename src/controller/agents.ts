@@ -1,14 +1,14 @@
 // The controller's view of the node agents: who is alive (from their Leases), one gRPC client per agent, and a short
-// cache of each node's image inventory so that a burst of records for one image asks each agent once, not once per
-// record.
+// cache of their answers about one image at a time, so that a burst of records for one image asks each agent once,
+// not once per record, and never for a node's whole inventory.
 //
-// Concurrency: everything here runs on the event loop. Concurrent inventory requests for the same node share one
-// in-flight promise; the cache is keyed by node and address, so an agent that moved gets a new client.
+// Concurrency: everything here runs on the event loop. Concurrent questions with the same key share one in-flight
+// promise; clients are keyed by node and address, so an agent that moved gets a new client.
 import type { V1Lease } from '@kubernetes/client-node';
-import { endpointFromLease } from '../api/index.ts';
+import { endpointFromLease, isToteError } from '../api/index.ts';
 import type { AgentEndpoint } from '../api/index.ts';
 import { connectAgent } from '../agentapi/index.ts';
-import type { AgentClient, AgentImage, GetNodeInfoResponse, TlsMaterial } from '../agentapi/index.ts';
+import type { AgentClient, AgentImage, TlsMaterial } from '../agentapi/index.ts';
 import type { Clock } from '../runtime/clock.ts';
 
 /** Where the controller finds agent Leases; an informer in production, anything listable in tests. */
@@ -16,24 +16,20 @@ export interface LeaseSource {
   list(): V1Lease[];
 }
 
-export interface NodeInventory {
-  node: string;
-  info: GetNodeInfoResponse;
-  images: AgentImage[];
-  fetchedAt: number;
-}
-
 export interface AgentDirectoryOptions {
   leases: LeaseSource;
   tls: TlsMaterial;
   clock: Clock;
-  /** How long an inventory answer is reused. */
+  /** How long an agent's answer about an image is reused. */
   inventoryTtlMs?: number;
-  /** Deadline of inventory calls: an agent slower than this counts as unreachable for the reconcile. */
+  /** Deadline of image queries: an agent slower than this counts as unreachable for the reconcile. */
   callTimeoutMs?: number;
   /** Builds a client; replaced in tests that count calls. */
   connect?: typeof connectAgent;
 }
+
+/** Bounds the answer cache on large clusters; stale entries are pruned when it grows past this. */
+const maxCachedAnswers = 50_000;
 
 export class AgentDirectory {
   readonly #leases: LeaseSource;
@@ -43,7 +39,7 @@ export class AgentDirectory {
   readonly #timeout: number;
   readonly #connect: typeof connectAgent;
   readonly #clients = new Map<string, AgentClient>();
-  readonly #inventories = new Map<string, { at: number; value: Promise<NodeInventory> }>();
+  readonly #answers = new Map<string, { at: number; value: Promise<unknown> }>();
 
   constructor(options: AgentDirectoryOptions) {
     this.#leases = options.leases;
@@ -91,41 +87,63 @@ export class AgentDirectory {
     return client;
   }
 
-  /** The node's inventory, from the cache when fresh. Rejects when the agent is down or does not answer in time. */
-  inventory(node: string, options: { fresh?: boolean } = {}): Promise<NodeInventory> {
-    const now = this.#clock.now();
-    const cached = this.#inventories.get(node);
-    if (cached && !options.fresh && now - cached.at < this.#ttl) return cached.value;
-    const client = this.client(node);
-    if (!client) return Promise.reject(new Error(`node ${node} has no live agent`));
-    const value = (async () => {
-      const [info, images] = await Promise.all([
-        client.getNodeInfo({ timeoutMs: this.#timeout }),
-        client.listImages(undefined, { timeoutMs: this.#timeout }),
-      ]);
-      return { node, info, images, fetchedAt: this.#clock.now() };
-    })();
-    this.#inventories.set(node, { at: now, value });
-    value.catch(() => {
-      if (this.#inventories.get(node)?.value === value) this.#inventories.delete(node);
+  /**
+   * What `node` holds of image `digest` (undefined: no record of it), from a short cache unless `fresh`. Asks for the
+   * one digest, not the node's whole inventory: cheap on a node with thousands of images, and one answer serves every
+   * record needing that image on that node for the cache's lifetime.
+   * @throws when the node has no live agent or it does not answer in time.
+   */
+  image(node: string, digest: string, options: { fresh?: boolean } = {}): Promise<AgentImage | undefined> {
+    return this.#cached(`image|${node}|${digest}`, options.fresh, async () => {
+      const images = await this.#live(node).listImages([digest], { timeoutMs: this.#timeout });
+      return images.find((img) => img.digest === digest);
     });
+  }
+
+  /** The digest `node`'s own record of `reference` points at (undefined: none), cached like image(). */
+  resolve(node: string, reference: string, options: { fresh?: boolean } = {}): Promise<string | undefined> {
+    return this.#cached(`resolve|${node}|${reference}`, options.fresh, async () => {
+      try {
+        return (await this.#live(node).resolveTag(reference, { timeoutMs: this.#timeout })).digest;
+      } catch (err) {
+        if (isToteError(err, 'not-found')) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  #live(node: string): AgentClient {
+    const client = this.client(node);
+    if (!client) throw new Error(`node ${node} has no live agent`);
+    return client;
+  }
+
+  /** Concurrent callers of one key share one call; failures are not cached. */
+  #cached<T>(key: string, fresh: boolean | undefined, load: () => Promise<T>): Promise<T> {
+    const now = this.#clock.now();
+    const hit = this.#answers.get(key);
+    if (hit && !fresh && now - hit.at < this.#ttl) return hit.value as Promise<T>;
+    const value = load();
+    this.#answers.set(key, { at: now, value });
+    value.catch(() => {
+      if (this.#answers.get(key)?.value === value) this.#answers.delete(key);
+    });
+    if (this.#answers.size > maxCachedAnswers) this.#prune(now);
     return value;
   }
 
-  /** Forgets a node's cached inventory (after an import or a removal changed it). */
+  #prune(now: number): void {
+    for (const [key, entry] of this.#answers) if (now - entry.at >= this.#ttl) this.#answers.delete(key);
+  }
+
+  /** Forgets what is cached about a node (after an import or a removal changed it). */
   invalidate(node: string): void {
-    this.#inventories.delete(node);
+    for (const key of this.#answers.keys()) if (key.split('|')[1] === node) this.#answers.delete(key);
   }
 
   close(): void {
     for (const client of this.#clients.values()) client.close();
     this.#clients.clear();
-    this.#inventories.clear();
+    this.#answers.clear();
   }
-}
-
-/** "linux/amd64" (plus "/v8" and the like) from an agent's platform message. */
-export function platformString(p: { os: string; architecture: string; variant?: string } | undefined): string {
-  if (!p) return 'unknown';
-  return [p.os, p.architecture, p.variant].filter((part) => part !== undefined && part !== '').join('/');
 }

@@ -5,20 +5,18 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isToteError, Phases } from '../api/index.ts';
 import type { SalvageRecord, SalvageRecordStatus } from '../api/index.ts';
-import type { AgentImage, ImportResponse } from '../agentapi/index.ts';
+import type { ImportResponse } from '../agentapi/index.ts';
 import { ImportPhase } from '../agentapi/index.ts';
 import { credentialsFromSecret, parseReference, RegistryClient } from '../registry/index.ts';
 import { resources } from '../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../runtime/reconcile-loop.ts';
-import { platformString } from './agents.ts';
-import type { NodeInventory } from './agents.ts';
 import { Indexes } from './context.ts';
 import type { ControllerContext } from './context.ts';
 import { controllerOwner } from './detection.ts';
 import { defaultPolicy, effectivePolicy } from './effective-policy.ts';
 import type { EffectivePolicy } from './effective-policy.ts';
 import { incidentsOf } from './incidents.ts';
-import { digestFromNodeImages, nodePlatform, normalise } from './node-images.ts';
+import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from './node-images.ts';
 import { recordResource } from './pod-reconciler.ts';
 import { decide } from './record-machine.ts';
 import type {
@@ -237,10 +235,8 @@ async function digestsFromAgents(
   await Promise.all(
     [...c.agents.alive().keys()].map(async (node) => {
       try {
-        const inventory = await c.agents.inventory(node, { fresh });
-        for (const img of inventory.images) {
-          if (img.names.some((n) => normalise(n) === wanted)) found.add(img.digest);
-        }
+        const digest = await c.agents.resolve(node, wanted, { fresh });
+        if (digest) found.add(digest);
       } catch (err) {
         ctx.log.debug('agent did not answer while resolving', { node, error: errorMessage(err) });
       }
@@ -260,10 +256,10 @@ async function locate(
 ): Promise<void> {
   const target = record.spec.targetNode;
   if (obs.target.agentAlive) obs.target.image = await targetImageState(c, target, digest, ctx);
-  let { candidates, unreachable } = await findCandidates(c, target, digest, obs.target.platform, false, ctx);
+  let { candidates, unreachable } = await findCandidates(c, record, digest, obs.target.platform, false, ctx);
   if (candidates.length === 0) {
     // No copy ends the record as NotActionable: never conclude it from inventories cached before a pull.
-    ({ candidates, unreachable } = await findCandidates(c, target, digest, obs.target.platform, true, ctx));
+    ({ candidates, unreachable } = await findCandidates(c, record, digest, obs.target.platform, true, ctx));
   }
   candidates.sort((a, b) => a.node.localeCompare(b.node));
   obs.candidates = candidates.map(({ node }) => ({ node }));
@@ -275,42 +271,69 @@ async function locate(
   if (candidates.length > 0) c.metrics.salvageable.inc();
 }
 
+/**
+ * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) hint where
+ * to look first; only when no hinted node has a complete copy are all agents asked, so a burst of records on a large
+ * cluster costs a few calls per image, not one per node.
+ */
 async function findCandidates(
   c: ControllerContext,
-  target: string,
+  record: SalvageRecord,
   digest: string,
   platform: string | undefined,
+  fresh: boolean,
+  ctx: ReconcileContext,
+): Promise<{ candidates: (SourceCandidate & { size: number })[]; unreachable: string[] }> {
+  const target = record.spec.targetNode;
+  const alive = [...c.agents.alive().keys()].filter((node) => node !== target && samePlatformAs(c, node, platform));
+  const repository = repositoryOf(record.spec.imageRef);
+  const hinted = new Set(repository ? nodesListingDigest(c.caches.nodes.list(), repository, digest) : []);
+  const first = await askNodes(
+    c,
+    alive.filter((n) => hinted.has(n)),
+    digest,
+    fresh,
+    ctx,
+  );
+  if (first.candidates.length > 0) return first;
+  const rest = await askNodes(
+    c,
+    alive.filter((n) => !hinted.has(n)),
+    digest,
+    fresh,
+    ctx,
+  );
+  return { candidates: rest.candidates, unreachable: [...first.unreachable, ...rest.unreachable] };
+}
+
+async function askNodes(
+  c: ControllerContext,
+  nodes: string[],
+  digest: string,
   fresh: boolean,
   ctx: ReconcileContext,
 ): Promise<{ candidates: (SourceCandidate & { size: number })[]; unreachable: string[] }> {
   const candidates: (SourceCandidate & { size: number })[] = [];
   const unreachable: string[] = [];
   await Promise.all(
-    [...c.agents.alive().keys()]
-      .filter((node) => node !== target)
-      .map(async (node) => {
-        try {
-          const inventory = await c.agents.inventory(node, { fresh });
-          const image = completeImage(inventory, digest, platform);
-          if (image) candidates.push({ node, size: image.size });
-        } catch (err) {
-          unreachable.push(node);
-          ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
-        }
-      }),
+    nodes.map(async (node) => {
+      try {
+        // Completeness is judged per image from the blobs really present.
+        const image = await c.agents.image(node, digest, { fresh });
+        if (image?.complete) candidates.push({ node, size: image.size });
+      } catch (err) {
+        unreachable.push(node);
+        ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
+      }
+    }),
   );
   return { candidates, unreachable };
 }
 
-/**
- * A complete copy of `digest` on a node of the same platform (a node of another platform lacks this one's manifest).
- * Completeness is judged per image from the blobs really present, not from the node-wide layersDiscarded hint, which a
- * single corrupt image can raise.
- */
-function completeImage(inventory: NodeInventory, digest: string, platform: string | undefined): AgentImage | undefined {
-  const sourcePlatform = platformString(inventory.info.platform);
-  if (platform && sourcePlatform !== 'unknown' && !samePlatform(sourcePlatform, platform)) return undefined;
-  return inventory.images.find((img) => img.digest === digest && img.complete);
+/** A node of another platform cannot supply this one's manifest. Unknown platforms are asked anyway. */
+function samePlatformAs(c: ControllerContext, node: string, platform: string | undefined): boolean {
+  const obj = c.caches.nodes.getByName(node);
+  return !platform || !obj || samePlatform(nodePlatform(obj), platform);
 }
 
 const samePlatform = (a: string, b: string) =>
@@ -323,8 +346,7 @@ async function targetImageState(
   ctx: ReconcileContext,
 ): Promise<TargetImageState> {
   try {
-    const inventory = await c.agents.inventory(node, { fresh: true });
-    const image = inventory.images.find((img) => img.digest === digest);
+    const image = await c.agents.image(node, digest, { fresh: true });
     if (!image) return 'absent';
     return image.complete ? 'complete' : 'incomplete';
   } catch (err) {
