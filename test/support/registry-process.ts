@@ -12,6 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { tempDir } from './temp-dirs.ts';
 
 const run = promisify(execFile);
 
@@ -37,7 +38,7 @@ export interface IssuedCert {
 
 /** Creates a CA (EC P-256) in a new directory under `parent` (a temp dir when omitted). */
 export async function createTestCa(parent?: string): Promise<TestCa> {
-  const dir = await mkdtemp(join(parent ?? tmpdir(), 'tote-ca-'));
+  const dir = tempDir('tote-ca-', parent);
   const keyPath = join(dir, 'ca.key');
   const certPath = join(dir, 'ca.crt');
   await run('openssl', [

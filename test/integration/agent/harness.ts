@@ -2,15 +2,15 @@
 // tote's URI SANs), simulated nodes (a real containerd daemon + a real agent server on loopback), a controller-side
 // client, and a TCP relay that cuts a connection after N bytes (a real network fault, for resume tests).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { connectAgent, generateTransferKeys, identityUri, signTransferToken } from '../../../src/agentapi/index.ts';
 import type { AgentClient, PeerIdentity, TlsMaterial } from '../../../src/agentapi/index.ts';
 import { startAgentServer } from '../../../src/agent/index.ts';
+import { tempDir } from '../../support/temp-dirs.ts';
 import type { AgentServer, AgentServerOptions } from '../../../src/agent/index.ts';
 import { connectContainerd } from '../../../src/containerd/index.ts';
 import type { Containerd } from '../../../src/containerd/index.ts';
@@ -25,7 +25,7 @@ export interface Pki {
 }
 
 export function makePki(): Pki {
-  const dir = mkdtempSync(join(tmpdir(), 'tote-pki-'));
+  const dir = tempDir('tote-pki-');
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   ssl(

@@ -1,10 +1,10 @@
 // skopeo as the independent client that checks what tote pushed.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RunningRegistry } from '../../support/registry-process.ts';
+import { tempDir } from '../../support/temp-dirs.ts';
 import { digestOfBytes } from './image-fixtures.ts';
 
 const run = promisify(execFile);
@@ -15,7 +15,7 @@ export interface SkopeoAuth {
 }
 
 async function policyFile(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tote-skopeo-'));
+  const dir = tempDir('tote-skopeo-');
   const path = join(dir, 'policy.json');
   await writeFile(path, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   return path;
@@ -53,7 +53,7 @@ export async function copyToDir(
   ref: string,
   auth?: SkopeoAuth,
 ): Promise<{ dir: string; manifestDigest: string; fileDigests: Set<string> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tote-skopeo-copy-'));
+  const dir = tempDir('tote-skopeo-copy-');
   await run(
     'skopeo',
     [
