@@ -485,8 +485,12 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
             : [
                 new Promise<void>((resolve) => {
                   s.tryShutdown(() => resolve());
-                  // Streams still open after a grace period are cut.
-                  setTimeout(() => s.forceShutdown(), 2_000).unref();
+                  // Streams still open after a grace period are cut, and stop() returns then: grpc-js does not always
+                  // call tryShutdown's callback once a stream was cut (seen as a test run that never ended).
+                  setTimeout(() => {
+                    s.forceShutdown();
+                    resolve();
+                  }, 2_000).unref();
                 }),
               ],
         ),
