@@ -50,7 +50,7 @@ test-unit: node_modules/.package-lock.json ## Unit tests only (no processes star
 
 .PHONY: test
 test: deps lint typecheck ## Everything: set-up, lint, type-check, unit, integration and e2e tests
-	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-force-exit --test-global-setup=test/support/global-setup.ts '$(TEST_FILES)'
+	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-global-setup=test/support/global-setup.ts '$(TEST_FILES)'
 
 .PHONY: format
 format: node_modules/.package-lock.json ## Rewrite files with Prettier
