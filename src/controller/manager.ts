@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import type { KubernetesObject, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
-import { agentLeaseSelector, errorMessage, isFinalPhase } from '../api/index.ts';
+import { agentLeaseSelector, isFinalPhase } from '../api/index.ts';
 import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
 import { signTransferToken } from '../agentapi/index.ts';
 import type { ImportResponse, PushImageResponse, TlsMaterial } from '../agentapi/index.ts';
@@ -331,8 +331,10 @@ function wireHandlers(c: ControllerContext, caches: Caches, queues: Queues, name
 
   caches.namespaces.addEventHandler({
     update: (old, ns) => {
-      if (JSON.stringify(old.metadata?.labels) === JSON.stringify(ns.metadata?.labels)) return;
-      if (JSON.stringify(old.metadata?.annotations) === JSON.stringify(ns.metadata?.annotations)) return;
+      // Scope depends on labels (policy selectors) and annotations (the tote.dev/allow opt-in): either may matter.
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      if (same(old.metadata?.labels, ns.metadata?.labels) && same(old.metadata?.annotations, ns.metadata?.annotations))
+        return;
       for (const pod of caches.pods.list(ns.metadata?.name)) enqueueStuckPod(pod);
     },
   });
@@ -364,6 +366,3 @@ function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues): void 
   for (const p of caches.policies.list()) queues.policies.add(p.metadata?.name ?? '');
   c.metrics.agentsAlive.set(c.agents.alive().size);
 }
-
-/** For the CLI: a readable error for configuration problems at start-up. */
-export const describeStartupError = (err: unknown): string => errorMessage(err);
