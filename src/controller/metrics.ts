@@ -1,9 +1,11 @@
 // The controller's own metrics: at least the Go tote's set (detections, salvage attempts and outcomes, pushes, corrupt
-// images, durations, registry resolutions) plus records by phase, live agents and images down to their last copy.
+// images, durations, registry resolutions) plus records by phase, live agents, images down to their last copy, and how
+// busy the controller's agent channels are.
 // Counters are pre-set to 0 for their known labels so rate() and alerts see them before the first incident.
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { Phases, StuckReasons } from '../api/index.ts';
+import type { AgentLoad } from './agents.ts';
 
 export interface ControllerMetrics {
   detected: Counter<'reason'>;
@@ -26,10 +28,25 @@ export interface ControllerMetrics {
   records: Gauge<'phase'>;
   agentsAlive: Gauge;
   lastCopyImages: Gauge;
+  agentChannelsOpen: Gauge;
+  agentQueriesInflight: Gauge;
+  agentQueriesQueued: Gauge;
+  /** Where the agent gauges read their values at scrape time. */
+  observeAgentLoad(source: () => AgentLoad): void;
 }
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
   const registers = [registry];
+  let agentLoad = (): AgentLoad => ({ channelsOpen: 0, queriesInflight: 0, queriesQueued: 0 });
+  const loadGauge = (name: string, help: string, field: keyof AgentLoad) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(agentLoad()[field]);
+      },
+    });
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
     new Counter<L>({ name, help, labelNames, registers });
   const m: ControllerMetrics = {
@@ -69,6 +86,20 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
       help: 'Images of active records that survive on exactly one node.',
       registers,
     }),
+    agentChannelsOpen: loadGauge('tote_agent_channels_open', 'gRPC channels open to agents.', 'channelsOpen'),
+    agentQueriesInflight: loadGauge(
+      'tote_agent_queries_inflight',
+      'Image and tag queries to agents running now.',
+      'queriesInflight',
+    ),
+    agentQueriesQueued: loadGauge(
+      'tote_agent_queries_queued',
+      'Image and tag queries to agents waiting for a slot.',
+      'queriesQueued',
+    ),
+    observeAgentLoad: (source) => {
+      agentLoad = source;
+    },
   };
   for (const reason of Object.values(StuckReasons)) m.detected.inc({ reason }, 0);
   for (const reason of ['TooLarge', 'DetectOnly']) m.skipped.inc({ reason }, 0);

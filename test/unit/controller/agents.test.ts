@@ -1,0 +1,272 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1Lease } from '@kubernetes/client-node';
+import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
+import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
+import { AgentDirectory } from '../../../src/controller/agents.ts';
+import type { AgentDirectoryOptions } from '../../../src/controller/agents.ts';
+import { ManualClock, settle } from '../../../src/runtime/clock.ts';
+import { digest } from './factories.ts';
+
+const other = `sha256:${'7'.repeat(64)}`;
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (err: unknown) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve: (value: T) => void = () => {};
+  let reject: (err: unknown) => void = () => {};
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** One fake channel: records its ListImages calls and leaves them pending until the test answers. */
+interface FakeChannel {
+  node: string;
+  address: string;
+  closed: boolean;
+  lists: { digests: readonly string[]; answer: Deferred<AgentImage[]> }[];
+  imports: Deferred<ImportResponse>[];
+}
+
+const image = (d: string): AgentImage => ({
+  names: [],
+  digest: d,
+  mediaType: '',
+  size: 100,
+  platforms: [],
+  complete: true,
+  missingDigests: [],
+  configDigest: '',
+  managed: false,
+  pinned: false,
+});
+
+function fakeConnect(channels: FakeChannel[]) {
+  return (options: AgentClientOptions): AgentClient => {
+    const node = options.server.kind === 'agent' ? options.server.node : '';
+    const channel: FakeChannel = { node, address: options.address, closed: false, lists: [], imports: [] };
+    channels.push(channel);
+    const unused = () => Promise.reject(new Error('not used in this test'));
+    return {
+      address: options.address,
+      getNodeInfo: unused,
+      listImages: (digests = []) => {
+        assert.ok(!channel.closed, `call on the closed channel to ${node}`);
+        const answer = deferred<AgentImage[]>();
+        channel.lists.push({ digests, answer });
+        return answer.promise;
+      },
+      resolveTag: unused,
+      describePlan: unused,
+      readBlob: () => ({
+        [Symbol.asyncIterator]: () => ({ next: unused }),
+      }),
+      import: () => {
+        assert.ok(!channel.closed, `call on the closed channel to ${node}`);
+        const done = deferred<ImportResponse>();
+        channel.imports.push(done);
+        return done.promise;
+      },
+      removeImage: unused,
+      pushImage: unused,
+      close: () => {
+        channel.closed = true;
+      },
+    };
+  };
+}
+
+function lease(node: string, clock: ManualClock, address = `10.0.0.${node.length}:7443`): V1Lease {
+  return {
+    metadata: {
+      name: `tote-agent-${node}`,
+      labels: { [agentLeaseLabels.node]: node },
+      annotations: { [agentAddressAnnotation]: address },
+    },
+    spec: { renewTime: new Date(clock.now()), leaseDurationSeconds: 3600 },
+  };
+}
+
+function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
+  const clock = new ManualClock();
+  const channels: FakeChannel[] = [];
+  const leases = nodes.map((n) => lease(n, clock));
+  const directory = new AgentDirectory({
+    leases: { list: () => leases },
+    tls: { ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) },
+    clock,
+    connect: fakeConnect(channels),
+    ...options,
+  });
+  const open = () => channels.filter((c) => !c.closed);
+  const lists = () => channels.flatMap((c) => c.lists);
+  return { clock, channels, directory, leases, open, lists };
+}
+
+describe('agent directory', () => {
+  it('asks one node about several images in one call, and answers each question', async () => {
+    const { clock, directory, lists } = setup(['node-a']);
+    const first = directory.image('node-a', digest);
+    const second = directory.image('node-a', other);
+    const again = directory.image('node-a', digest);
+    await clock.advance(5);
+    assert.equal(lists().length, 1);
+    assert.deepEqual([...(lists()[0]?.digests ?? [])], [digest, other]);
+    lists()[0]?.answer.resolve([image(digest)]);
+    assert.equal((await first)?.digest, digest);
+    assert.equal(await second, undefined);
+    assert.equal((await again)?.digest, digest);
+
+    // Cached per (node, digest): no new call within the TTL, a new one when asked fresh.
+    assert.equal((await directory.image('node-a', other)) ?? 'absent', 'absent');
+    const fresh = directory.image('node-a', digest, { fresh: true });
+    await clock.advance(5);
+    assert.equal(lists().length, 2);
+    lists()[1]?.answer.resolve([]);
+    assert.equal(await fresh, undefined);
+  });
+
+  it('runs at most maxInflightQueries queries at once; questions to a waiting node join its call', async () => {
+    const nodes = ['node-a', 'node-b', 'node-c', 'node-d'];
+    const { clock, directory, lists } = setup(nodes, { maxInflightQueries: 2 });
+    const answers = nodes.map((n) => directory.image(n, digest));
+    await clock.advance(5);
+    assert.equal(lists().length, 2);
+    assert.deepEqual(directory.load(), { channelsOpen: 2, queriesInflight: 2, queriesQueued: 2 });
+
+    // node-d has not been asked yet: a later question to it rides along.
+    const late = directory.image('node-d', other);
+    await clock.advance(5);
+    assert.equal(lists().length, 2);
+
+    for (let answered = 0; answered < 4; answered++) {
+      const call = lists()[answered];
+      assert.ok(call, `call ${answered} sent`);
+      call.answer.resolve(call.digests.map(image));
+      await settle();
+      assert.ok(directory.load().queriesInflight <= 2);
+    }
+    assert.deepEqual(
+      (await Promise.all(answers)).map((a) => a?.digest),
+      nodes.map(() => digest),
+    );
+    assert.equal((await late)?.digest, other);
+    assert.deepEqual([...(lists()[3]?.digests ?? [])], [digest, other]);
+    assert.deepEqual(directory.load(), { channelsOpen: 4, queriesInflight: 0, queriesQueued: 0 });
+  });
+
+  it('fails every question of a call that fails, and caches no failure', async () => {
+    const { clock, directory, lists } = setup(['node-a']);
+    const answers = [directory.image('node-a', digest), directory.image('node-a', other)];
+    await clock.advance(5);
+    lists()[0]?.answer.reject(new Error('unreachable'));
+    for (const answer of answers) await assert.rejects(answer, /unreachable/);
+    const retry = directory.image('node-a', digest);
+    await clock.advance(5);
+    assert.equal(lists().length, 2);
+    lists()[1]?.answer.resolve([image(digest)]);
+    assert.equal((await retry)?.digest, digest);
+  });
+
+  it('rejects a question to a node without a live agent', async () => {
+    const { clock, directory } = setup(['node-a']);
+    const answer = directory.image('node-x', digest);
+    await clock.advance(5);
+    await assert.rejects(answer, /no live agent/);
+  });
+
+  it('closes a channel idle for idleCloseMs and opens it again when needed', async () => {
+    const { clock, directory, channels, open, lists } = setup(['node-a'], { idleCloseMs: 30_000 });
+    const answer = directory.image('node-a', digest);
+    await clock.advance(5);
+    lists()[0]?.answer.resolve([]);
+    await answer;
+    await clock.advance(20_000);
+    assert.equal(open().length, 1);
+    await clock.advance(30_000);
+    assert.equal(open().length, 0);
+    assert.equal(directory.load().channelsOpen, 0);
+
+    const again = directory.image('node-a', digest, { fresh: true });
+    await clock.advance(5);
+    assert.equal(channels.length, 2);
+    lists()[1]?.answer.resolve([image(digest)]);
+    assert.equal((await again)?.digest, digest);
+  });
+
+  it('keeps at most maxOpenChannels open, closing the least recently used idle one', async () => {
+    const nodes = ['node-a', 'node-b', 'node-c'];
+    const { clock, directory, channels, open, lists } = setup(nodes, { maxOpenChannels: 2 });
+    for (const [i, node] of nodes.entries()) {
+      const answer = directory.image(node, digest);
+      await clock.advance(5);
+      lists()[i]?.answer.resolve([]);
+      await answer;
+    }
+    assert.deepEqual(
+      open().map((c) => c.node),
+      ['node-b', 'node-c'],
+    );
+    assert.equal(channels[0]?.closed, true);
+  });
+
+  it('never closes a channel while a long call runs on it, and reopens one closed under a kept client', async () => {
+    const { clock, directory, channels, open, lists } = setup(['node-a', 'node-b'], {
+      maxOpenChannels: 1,
+      idleCloseMs: 1_000,
+    });
+    const client = directory.client('node-a');
+    assert.ok(client);
+    const importing = client.import({ digest, sourceAddress: 'x', sourceNode: 'node-b', token: 't' });
+    await settle();
+
+    // Over the cap and idle for long: the channel to node-a runs an import, so only node-b's may close.
+    const answer = directory.image('node-b', digest);
+    await clock.advance(5);
+    lists()[0]?.answer.resolve([]);
+    await answer;
+    await clock.advance(10_000);
+    assert.deepEqual(
+      open().map((c) => c.node),
+      ['node-a'],
+    );
+    channels[0]?.imports[0]?.resolve({} as ImportResponse);
+    await importing;
+    await clock.advance(10_000);
+    assert.equal(open().length, 0);
+
+    // The client kept by the caller still works: its next call opens a new channel.
+    const second = client.import({ digest, sourceAddress: 'x', sourceNode: 'node-b', token: 't' });
+    await settle();
+    assert.equal(open().length, 1);
+    open()[0]?.imports[0]?.resolve({} as ImportResponse);
+    await second;
+  });
+
+  it('closes the channel to an agent that moved once its call ends', async () => {
+    const { clock, directory, channels, leases } = setup(['node-a']);
+    const client = directory.client('node-a');
+    assert.ok(client);
+    const importing = client.import({ digest, sourceAddress: 'x', sourceNode: 'node-b', token: 't' });
+    await settle();
+    leases[0] = lease('node-a', clock, '10.0.9.9:7443');
+    const answer = directory.image('node-a', digest);
+    await clock.advance(5);
+    assert.equal(channels.length, 2);
+    assert.equal(channels[0]?.closed, false);
+    assert.equal(directory.load().channelsOpen, 2);
+    channels[0]?.imports[0]?.resolve({} as ImportResponse);
+    await importing;
+    assert.equal(channels[0]?.closed, true);
+    channels[1]?.lists[0]?.answer.resolve([]);
+    await answer;
+    assert.equal(directory.load().channelsOpen, 1);
+  });
+});
