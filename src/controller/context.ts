@@ -9,6 +9,7 @@ import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logging.ts';
 import type { AgentDirectory } from './agents.ts';
 import type { EventRecorder } from './events.ts';
+import type { LookupTracker } from './lookups.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import type { OperationTracker } from './operations.ts';
 import type { MachineSettings } from './record-machine.ts';
@@ -40,6 +41,8 @@ export interface ControllerContext {
   agents: AgentDirectory;
   imports: OperationTracker<ImportResponse>;
   pushes: OperationTracker<PushImageResponse>;
+  /** Agent and registry lookups of record reconciles, run outside them. */
+  lookups: LookupTracker;
   events: EventRecorder;
   secrets: SecretReader;
   notifier: Notifier;

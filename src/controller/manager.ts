@@ -3,8 +3,9 @@
 //
 // Concurrency model: informers run on every replica so a standby is warm; work queues and the TTL cleaner run only on
 // the leader. Informer handlers only enqueue keys. Each queue runs its reconciler on a few workers and never runs one
-// key on two workers at once. Long calls to agents (imports, pushes) run outside reconciles in OperationTrackers, which
-// re-enqueue the record when they progress or finish. Losing leadership stops the workers at once and ends the process
+// key on two workers at once. Calls to agents and registries run outside reconciles: imports and pushes in
+// OperationTrackers, lookups (digests, copies) in a LookupTracker; each re-enqueues the record when it progresses or
+// finishes. Losing leadership stops the workers at once and ends the process
 // (its Deployment restarts it as a standby), as controller-runtime does, so no half-led state lingers.
 import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
@@ -33,6 +34,7 @@ import { Indexes } from './context.ts';
 import type { Caches, ControllerContext } from './context.ts';
 import { detectStuckContainers } from './detection.ts';
 import { KubeEventRecorder } from './events.ts';
+import { LookupTracker } from './lookups.ts';
 import { controllerMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
 import { OperationTracker } from './operations.ts';
@@ -145,6 +147,7 @@ export async function startController(settings: ControllerSettings): Promise<Run
     }),
     imports: new OperationTracker<ImportResponse>({ notify: (k) => queues.records.add(k), clock }),
     pushes: new OperationTracker<PushImageResponse>({ notify: (k) => queues.records.add(k), clock }),
+    lookups: new LookupTracker({ notify: (k) => queues.records.add(k), clock }),
     events: new KubeEventRecorder(kube, { clock, log, instance: config.podName ?? 'tote-controller' }),
     secrets,
     notifier: new Notifier({ secrets, log, metrics }),
@@ -160,6 +163,7 @@ export async function startController(settings: ControllerSettings): Promise<Run
     enqueueRecord: (key) => queues.records.add(key),
     enqueuePolicy: (name) => queues.policies.addAfter(name, 1_000),
   };
+  metrics.observeAgentLoad(() => c.agents.load());
   wireHandlers(c, caches, queues, config.namespaces);
 
   for (const informer of allInformers) informer.start();
@@ -236,6 +240,7 @@ export async function startController(settings: ControllerSettings): Promise<Run
     ]);
     c.imports.cancelAll();
     c.pushes.cancelAll();
+    c.lookups.cancelAll();
     await c.notifier.flush();
     c.agents.close();
     await Promise.all(allInformers.map((i) => i.stop()));

@@ -2,8 +2,12 @@
 // registry only when the phase asks), decide purely (record-machine.ts), write the status once, conditional on the
 // resourceVersion the decision was based on, and only then act. A conflict means someone wrote in between: the
 // reconcile ends and runs again on fresh data, so no action is ever taken on a stale decision.
+//
+// Asking agents or a registry never happens inside a reconcile: it starts a lookup (lookups.ts) and ends without
+// deciding; the lookup re-enqueues the record when it has an answer, and the next reconcile decides on it. So a worker
+// never waits on the network except to write status or act.
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isToteError, Phases } from '../api/index.ts';
+import { errorMessage, isFinalPhase, isToteError, Phases } from '../api/index.ts';
 import type { SalvageRecord, SalvageRecordStatus } from '../api/index.ts';
 import type { ImportResponse } from '../agentapi/index.ts';
 import { ImportPhase } from '../agentapi/index.ts';
@@ -42,7 +46,9 @@ export async function reconcileRecord(
     return;
   }
   const policy = policyOf(c, record);
-  const obs = await observe(c, record, policy, ctx);
+  const obs = observe(c, record, policy, ctx);
+  // A lookup runs; it re-enqueues the record when it finishes. Deciding now would act on half an observation.
+  if (!obs) return;
   const decision = decide(record, obs, c.machine);
   if (decision.status) {
     await writeStatus(c, record, decision.status);
@@ -69,12 +75,13 @@ function policyOf(c: ControllerContext, record: SalvageRecord): EffectivePolicy 
 // ---------------------------------------------------------------------------------------------------------------
 // Observation
 
-async function observe(
+/** What the machine needs to decide, or undefined while a lookup it needs is still running. */
+function observe(
   c: ControllerContext,
   record: SalvageRecord,
   policy: EffectivePolicy,
   ctx: ReconcileContext,
-): Promise<RecordObservation> {
+): RecordObservation | undefined {
   const phase = record.status?.phase ?? Phases.Pending;
   const node = c.caches.nodes.getByName(record.spec.targetNode);
   const alive = c.agents.alive();
@@ -91,12 +98,26 @@ async function observe(
   };
   const digest = record.spec.digest ?? record.status?.digest;
   switch (phase) {
-    case 'Resolving':
-      if (!record.spec.digest) obs.digest = await resolveDigest(c, record, policy, ctx);
+    case 'Resolving': {
+      // A digest in the spec, or no node to bring the image to, needs no lookup (see resolving() in record-machine.ts).
+      if (record.spec.digest || !obs.target.exists) break;
+      const found =
+        digestFromCaches(c, record) ??
+        lookup(c, record, 'resolve', ctx, (signal) => resolveRemotely(c, record, policy, ctx, signal));
+      if (!found) return undefined;
+      obs.digest = found;
       break;
-    case 'Locating':
-      if (digest) await locate(c, record, digest, policy, obs, ctx);
+    }
+    case 'Locating': {
+      // Sources matter only once the target exists and its agent can receive (see locating() in record-machine.ts).
+      if (!digest || !obs.target.exists || !obs.target.agentAlive) break;
+      const location = lookup(c, record, `locate ${digest}`, ctx, () =>
+        locate(c, record, digest, obs.target.platform, ctx),
+      );
+      if (!location) return undefined;
+      observeLocation(c, policy, location, obs);
       break;
+    }
     case 'Transferring':
     case 'Importing': {
       const transfer = transferObservation(c, record);
@@ -116,12 +137,35 @@ async function observe(
       break;
     }
     default:
-      // Finished records look at the target only when a pod waits again (reopen); otherwise they cost nothing.
-      if (obs.pods.length > 0 && digest && obs.target.agentAlive) {
-        obs.target.image = await targetImageState(c, record.spec.targetNode, digest, ctx);
+      // Finished records look at the target only when a pod waits again (reopen); otherwise they cost nothing. Pending
+      // and Restarting decide without it.
+      if (isFinalPhase(phase) && obs.pods.length > 0 && digest && obs.target.agentAlive) {
+        const image = lookup(c, record, `target ${digest}`, ctx, () =>
+          targetImageState(c, record.spec.targetNode, digest, ctx),
+        );
+        if (!image) return undefined;
+        obs.target.image = image;
       }
   }
   return obs;
+}
+
+/**
+ * The result of lookup `kind` for this record, taken (the next attempt asks anew); or undefined after making sure it
+ * runs, in which case the record is re-enqueued when it finishes.
+ */
+function lookup<T>(
+  c: ControllerContext,
+  record: SalvageRecord,
+  kind: string,
+  ctx: ReconcileContext,
+  run: (signal: AbortSignal) => Promise<T>,
+): T | undefined {
+  const uid = record.metadata?.uid ?? '';
+  const key = `${record.metadata?.namespace}/${record.metadata?.name}`;
+  const taken = c.lookups.take({ uid, key, kind, run });
+  if (!taken) ctx.log.debug('waiting for a lookup', { kind });
+  return taken?.value;
 }
 
 /** Pods on the target node, in the record's namespace, stuck on this record's image. */
@@ -145,13 +189,10 @@ const toWaitingPod = (pod: V1Pod): WaitingPod => ({
   owned: controllerOwner(pod) !== undefined,
 });
 
-/** The resolution chain: the pod's own status, the nodes' image lists, the agents, then (if allowed) the registry. */
-async function resolveDigest(
-  c: ControllerContext,
-  record: SalvageRecord,
-  policy: EffectivePolicy,
-  ctx: ReconcileContext,
-): Promise<DigestObservation> {
+// The resolution chain: the pod's own status, the nodes' image lists (both cached: answered in the reconcile), the
+// agents, then (if allowed) the registry (both in a lookup).
+
+function digestFromCaches(c: ControllerContext, record: SalvageRecord): DigestObservation | undefined {
   const image = record.spec.imageRef;
   const pod = record.spec.podRef
     ? c.caches.pods.getByName(record.spec.podRef.name, record.metadata?.namespace)
@@ -162,6 +203,17 @@ async function resolveDigest(
   }
   const fromNodes = digestFromNodeImages(c.caches.nodes.list(), image);
   if (fromNodes) return { kind: 'resolved', digest: fromNodes, source: 'node' };
+  return undefined;
+}
+
+async function resolveRemotely(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  ctx: ReconcileContext,
+  signal: AbortSignal,
+): Promise<DigestObservation> {
+  const image = record.spec.imageRef;
   const fromAgents = await digestFromAgents(c, image, ctx);
   if (fromAgents) return { kind: 'resolved', digest: fromAgents, source: 'agent' };
   if (!policy.tagResolution.enabled) {
@@ -176,7 +228,7 @@ async function resolveDigest(
       ...(isLoopbackRegistry(image) ? { plainHttp: true } : {}),
     });
     try {
-      const resolved = await client.resolve(image, { timeoutMs: policy.tagResolution.timeoutMs, signal: ctx.signal });
+      const resolved = await client.resolve(image, { timeoutMs: policy.tagResolution.timeoutMs, signal });
       c.metrics.registryResolves.inc({ result: 'resolved' });
       return { kind: 'resolved', digest: resolved.digest, source: 'registry' };
     } finally {
@@ -245,25 +297,46 @@ async function digestsFromAgents(
   return found;
 }
 
-/** Fills target state, candidates, size and slot availability for Locating. */
+/** What the agents say for Locating: the target's copy and the complete copies elsewhere, best first. */
+interface Location {
+  targetImage: TargetImageState;
+  candidates: (SourceCandidate & { size: number })[];
+  unreachable: string[];
+}
+
 async function locate(
   c: ControllerContext,
   record: SalvageRecord,
   digest: string,
-  policy: EffectivePolicy,
-  obs: RecordObservation,
+  platform: string | undefined,
   ctx: ReconcileContext,
-): Promise<void> {
-  const target = record.spec.targetNode;
-  if (obs.target.agentAlive) obs.target.image = await targetImageState(c, target, digest, ctx);
-  let { candidates, unreachable } = await findCandidates(c, record, digest, obs.target.platform, false, ctx);
-  if (candidates.length === 0) {
-    // No copy ends the record as NotActionable: never conclude it from inventories cached before a pull.
-    ({ candidates, unreachable } = await findCandidates(c, record, digest, obs.target.platform, true, ctx));
-  }
-  candidates.sort((a, b) => a.node.localeCompare(b.node));
+): Promise<Location> {
+  const [targetImage, found] = await Promise.all([
+    targetImageState(c, record.spec.targetNode, digest, ctx),
+    (async () => {
+      const cached = await findCandidates(c, record, digest, platform, false, ctx);
+      // No copy ends the record as NotActionable: never conclude it from inventories cached before a pull.
+      return cached.candidates.length > 0 ? cached : findCandidates(c, record, digest, platform, true, ctx);
+    })(),
+  ]);
+  return {
+    targetImage,
+    candidates: found.candidates.sort((a, b) => a.node.localeCompare(b.node)),
+    unreachable: found.unreachable.sort(),
+  };
+}
+
+/** Fills target state, candidates, size and slot availability for Locating; slots are counted now, not looked up. */
+function observeLocation(
+  c: ControllerContext,
+  policy: EffectivePolicy,
+  location: Location,
+  obs: RecordObservation,
+): void {
+  const { candidates } = location;
+  obs.target.image = location.targetImage;
   obs.candidates = candidates.map(({ node }) => ({ node }));
-  obs.unreachableNodes = unreachable.sort();
+  obs.unreachableNodes = location.unreachable;
   if (candidates[0]) obs.imageBytes = candidates[0].size;
   const policyKey = policy.name ?? '';
   obs.transferSlotFree = c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
@@ -272,9 +345,10 @@ async function locate(
 }
 
 /**
- * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) hint where
- * to look first; only when no hinted node has a complete copy are all agents asked, so a burst of records on a large
- * cluster costs a few calls per image, not one per node.
+ * Nodes holding a complete copy, all of them: the source fallback and the last-copy metric need the whole list. The
+ * kubelet's image lists (Node.status.images, at most 50 images a node) say where to ask first: their questions queue
+ * ahead of the others'. The directory batches and bounds the questions, so a burst of records on a large cluster
+ * costs about one call per node for all images, a few at a time.
  */
 async function findCandidates(
   c: ControllerContext,
@@ -288,22 +362,8 @@ async function findCandidates(
   const alive = [...c.agents.alive().keys()].filter((node) => node !== target && samePlatformAs(c, node, platform));
   const repository = repositoryOf(record.spec.imageRef);
   const hinted = new Set(repository ? nodesListingDigest(c.caches.nodes.list(), repository, digest) : []);
-  const first = await askNodes(
-    c,
-    alive.filter((n) => hinted.has(n)),
-    digest,
-    fresh,
-    ctx,
-  );
-  if (first.candidates.length > 0) return first;
-  const rest = await askNodes(
-    c,
-    alive.filter((n) => !hinted.has(n)),
-    digest,
-    fresh,
-    ctx,
-  );
-  return { candidates: rest.candidates, unreachable: [...first.unreachable, ...rest.unreachable] };
+  const ordered = [...alive.filter((n) => hinted.has(n)), ...alive.filter((n) => !hinted.has(n))];
+  return askNodes(c, ordered, digest, fresh, ctx);
 }
 
 async function askNodes(
