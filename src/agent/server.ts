@@ -1,5 +1,6 @@
-// The node agent's gRPC server: tote.agent.v1.AgentService and grpc.health.v1.Health over mTLS (TLS 1.3), plus an
-// optional plaintext health-only listener for kubelet probes (which cannot present a client certificate).
+// The node agent's server: tote.agent.v1.AgentService and grpc.health.v1.Health over mTLS (TLS 1.3), blob reads for
+// peer agents over HTTP/1.1 on the same port (listener.ts), plus an optional plaintext health-only listener for
+// kubelet probes (which cannot present a client certificate).
 //
 // Concurrency: handlers run concurrently on Node's event loop. Imports are serialised per image digest (a second
 // Import of a digest already importing is refused as transient, to be retried), so two transfers never write the same
@@ -27,15 +28,19 @@ import type { Containerd } from '../containerd/index.ts';
 import {
   connectAgent,
   describeIdentity,
+  HttpsBlobReader,
   identityFromCertificate,
-  serverCredentials,
   toStatus,
-  verifyTransferToken,
 } from '../agentapi/index.ts';
 import type { PeerIdentity, TlsMaterial } from '../agentapi/index.ts';
 import { RegistryClient, staticCredentials } from '../registry/index.ts';
-import { imageClosure, listNodeImages, localPlan, missingBlobs, recordNameFor, rootOf } from './images.ts';
+import { listNodeImages, localPlan, missingBlobs, recordNameFor, rootOf } from './images.ts';
 import type { NodeImage } from './images.ts';
+import { blobEndpoint } from './blob-endpoint.ts';
+import { checkPeerToken, openBlobForPeer, requireDigest } from './blob-service.ts';
+import type { BlobServiceDeps } from './blob-service.ts';
+import { ContentDir } from './content-dir.ts';
+import { listenMultiplexed } from './listener.ts';
 import { createAgentMetrics } from './metrics.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { hostPlatform, normalizePlatform } from './oci.ts';
@@ -66,8 +71,13 @@ export interface AgentServerOptions {
   readonly parallelism?: number;
   /** Lifetime of a transfer's lease if the agent dies mid-way; default 1 h. */
   readonly leaseTtlMs?: number;
-  /** How to reach a source agent; default connectAgent with this agent's own certificate. */
+  /** How to reach a source agent; default: gRPC for plans, HTTPS for blob bytes, with this agent's certificate. */
   readonly connectPeer?: (address: string, node: string) => BlobPeer & { close(): void };
+  /**
+   * containerd's content store directory (io.containerd.content.v1.content), when mounted: blobs are then served
+   * from their files and imported by placing verified files (content-dir.ts). Absent or unusable: the content API.
+   */
+  readonly contentDir?: string;
 }
 
 export interface AgentServer {
@@ -75,6 +85,8 @@ export interface AgentServer {
   readonly address: string;
   readonly healthAddress?: string;
   readonly metrics: AgentMetrics;
+  /** The content store directory used directly, when one was given and looks like containerd's. */
+  readonly contentDir?: string;
   /** Stops accepting calls, cancels running ones, and waits for the listeners to close. */
   stop(): Promise<void>;
 }
@@ -131,13 +143,6 @@ const roleOf = {
   layer: BlobRole.BLOB_ROLE_LAYER,
 };
 
-const digestPattern = /^sha256:[a-f0-9]{64}$/;
-function requireDigest(digest: string, what = 'digest'): string {
-  if (!digestPattern.test(digest))
-    throw new ToteError('terminal', 'InvalidDigest', `${what} ${JSON.stringify(digest)} is not sha256:<64 hex>`);
-  return digest;
-}
-
 const noBytes = new Uint8Array(0);
 
 /**
@@ -160,9 +165,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const maxImageBytes = options.maxImageBytes ?? 2 * gib;
   const defaultParallelism = options.parallelism ?? 4;
   const leaseTtlMs = options.leaseTtlMs ?? 60 * 60_000;
+  const contentDir =
+    options.contentDir !== undefined ? await ContentDir.open(options.contentDir, leaseTtlMs) : undefined;
+  const blobDeps: BlobServiceDeps = { nodeName, containerd, tokenPublicKey: options.tokenPublicKey, contentDir };
   const connectPeer =
-    options.connectPeer ??
-    ((address: string, node: string) => connectAgent({ address, tls: options.tls, server: { kind: 'agent', node } }));
+    options.connectPeer ?? ((address: string, node: string) => connectSource(address, node, options.tls));
   const importing = new Map<string, AbortController>();
   const running = new Set<AbortController>();
 
@@ -177,13 +184,6 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
         `${operation} is for the controller, not ${describeIdentity(peer)}`,
       );
     }
-  };
-
-  /** An agent peer's token for `digest` (when known), bound to this node as source and the peer as target. */
-  const checkToken = (peer: PeerIdentity | undefined, token: string, digest?: string) => {
-    if (peer?.kind !== 'agent')
-      throw new ToteError('unauthorized', 'NotAnAgent', `blob reads are for agents, not ${describeIdentity(peer)}`);
-    return verifyTransferToken(options.tokenPublicKey, token, { digest, source: nodeName, target: peer.node });
   };
 
   const countError = (operation: string, err: unknown) => {
@@ -234,7 +234,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
 
     describePlan: unary<pb.DescribePlanRequest, pb.DescribePlanResponse>('describe_plan', async (req, peer) => {
       requireDigest(req.digest);
-      if (peer?.kind !== 'controller') checkToken(peer, req.token, req.digest);
+      if (peer?.kind !== 'controller') checkPeerToken(blobDeps, peer, req.token, req.digest);
       const [record] = await containerd.images.list([`target.digest==${req.digest}`]);
       if (record === undefined)
         throw new ToteError('not-found', 'ImageNotFound', `no image ${req.digest} on node ${nodeName}`);
@@ -262,6 +262,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
           present: !missing.has(b.digest),
         })),
         totalSize: plan.totalSize,
+        httpBlobs: true,
       };
     }),
 
@@ -271,25 +272,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
       const peer = peerOf(call);
       const serve = async () => {
         const { digest, token, offset } = call.request;
-        requireDigest(digest);
-        const claims = checkToken(peer, token);
-        // The token names an image: only that image's blobs may be read with it.
-        if (!(await imageClosure(containerd, claims.digest)).has(digest)) {
-          throw new ToteError('unauthorized', 'BlobNotInImage', `blob ${digest} is not part of image ${claims.digest}`);
-        }
-        const info = await containerd.content.info(digest, { signal: abort.signal });
-        if (info === undefined)
-          throw new ToteError('not-found', 'BlobNotFound', `blob ${digest} is not on node ${nodeName}`);
-        if (offset < 0 || offset > info.size)
-          throw new ToteError(
-            'terminal',
-            'OffsetOutOfRange',
-            `offset ${offset} outside ${digest} (${info.size} bytes)`,
-          );
+        const { body } = await openBlobForPeer(blobDeps, peer, { token, digest, offset }, abort.signal);
         // write() answers false (wait for 'drain') once two chunks wait behind the socket, not grpc-js's 16.
         limitBuffering(call, 'write', 2);
         let at = offset;
-        for await (const data of containerd.content.read(digest, offset, { signal: abort.signal })) {
+        for await (const data of body as AsyncIterable<Buffer>) {
           if (!call.write({ offset: at, data })) await once(call, 'drain', { signal: abort.signal });
           at += data.length;
           metrics.bytesSent.inc({ peer: peer?.kind === 'agent' ? peer.node : 'unknown' }, data.length);
@@ -333,7 +320,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
         metrics.activeTransfers.inc();
         peerClient = connectPeer(req.sourceAddress, req.sourceNode);
         return runImport(
-          { containerd, source: peerClient, metrics, leaseTtlMs },
+          { containerd, source: peerClient, metrics, leaseTtlMs, contentDir },
           {
             digest: req.digest,
             token: req.token,
@@ -461,7 +448,13 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   });
   server.addService(agentServiceDefinition, service);
   server.addService(HealthService, health);
-  const port = await bind(server, options.listen, serverCredentials(options.tls));
+  const listener = await listenMultiplexed({
+    listen: options.listen,
+    tls: options.tls,
+    grpc: server,
+    http: blobEndpoint(blobDeps, metrics, countError),
+  });
+  const port = listener.port;
   const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
   let healthServer: Server | undefined;
   let healthAddress: string | undefined;
@@ -475,11 +468,13 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   return {
     address: `${host}:${port}`,
     ...(healthAddress ? { healthAddress } : {}),
+    ...(contentDir ? { contentDir: contentDir.root } : {}),
     metrics,
     stop: async () => {
       for (const a of running) a.abort();
-      await Promise.all(
-        [server, healthServer].flatMap((s) =>
+      await Promise.all([
+        listener.close(2_000),
+        ...[server, healthServer].flatMap((s) =>
           s === undefined
             ? []
             : [
@@ -494,7 +489,26 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
                 }),
               ],
         ),
-      );
+      ]);
+    },
+  };
+}
+
+/** A source agent: its plan over gRPC, its blob bytes over HTTPS when it serves them (DescribePlan says so). */
+function connectSource(address: string, node: string, tls: TlsMaterial): BlobPeer & { close(): void } {
+  const grpc = connectAgent({ address, tls, server: { kind: 'agent', node } });
+  const https = new HttpsBlobReader(address, tls, { kind: 'agent', node });
+  let httpBlobs = false;
+  return {
+    describePlan: async (args, options) => {
+      const plan = await grpc.describePlan(args, options);
+      httpBlobs = plan.httpBlobs;
+      return plan;
+    },
+    readBlob: (args, options) => (httpBlobs ? https.read(args, options) : grpc.readBlob(args, options)),
+    close: () => {
+      grpc.close();
+      https.close();
     },
   };
 }

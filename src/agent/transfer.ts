@@ -6,19 +6,25 @@
 //  2. The index and the platform manifest are read (locally when present, else fetched whole — they are small), their
 //     digests verified, and the plan is recomputed HERE from the verified documents; the source's plan must agree.
 //  3. Config and layers already in the content store are skipped (held by the transfer's lease). Missing ones are
-//     fetched `parallelism` at a time, each streamed straight into a containerd ingest in ≤ 1 MiB writes, resuming
-//     at the ingest's offset, its length bounded by the planned size and its sha256 checked before commit
-//     (containerd checks it again at commit, which also covers bytes written by an earlier, interrupted attempt).
+//     fetched `parallelism` at a time, each streamed — its length bounded by the planned size, its sha256 checked
+//     before commit — either
+//     - into a staging file beside containerd's content store, then placed and adopted by containerd (when the store
+//       is mounted; content-dir.ts): resumes at the staging file's length; or
+//     - into a containerd ingest in ≤ 1 MiB writes: resumes at the ingest's offset (containerd checks the digest again
+//       at commit, which also covers bytes written by an earlier, interrupted attempt).
 //  4. Manifest and index are committed with their GC labels, then the image records are created as CRI's pull does;
 //     only then is the lease released.
-// Failure handling: a transient failure (peer gone, stream cut) keeps ingests and lease so the next Import resumes; a
-// refusal (integrity, unauthorized, terminal) aborts every ingest of the transfer and deletes the lease synchronously,
-// so containerd's GC removes whatever this transfer committed and nothing partial stays.
+// Failure handling: a transient failure (peer gone, stream cut) keeps ingests, staging files and lease so the next
+// Import resumes; a refusal (integrity, unauthorized, terminal) aborts every ingest and staging file of the transfer
+// and deletes the lease synchronously, so containerd's GC removes whatever this transfer committed and nothing
+// partial stays.
 //
 // Concurrency: one runImport call per image digest at a time (the server enforces it); inside, up to `parallelism`
 // blob fetches run concurrently, sharing one progress object, one bandwidth pacer and one AbortController that stops
 // all of them at the first failure.
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isToteError, ToteError } from '../api/errors.ts';
 import type { Containerd, ContentWriter } from '../containerd/index.ts';
@@ -33,6 +39,7 @@ import {
   maxChunkBytes,
 } from '../containerd/index.ts';
 import { parseReference } from '../registry/reference.ts';
+import type { ContentDir } from './content-dir.ts';
 import { readLocalDocument, recordNameFor } from './images.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { maxDocumentBytes, planImage } from './oci.ts';
@@ -91,6 +98,8 @@ export interface ImportDeps {
   /** How long the transfer's lease keeps partial work if the agent dies (containerd.io/gc.expire). */
   readonly leaseTtlMs: number;
   readonly now?: () => Date;
+  /** containerd's content store on disk, when mounted: blobs are staged and placed there instead of sent through the API. */
+  readonly contentDir?: ContentDir | undefined;
 }
 
 /** Ingest refs are per digest and tote-specific, so a resumed Import finds its own partial write (see notes). */
@@ -159,14 +168,17 @@ export async function runImport(
     if (!isToteError(err, 'already-exists')) throw err; // a retry: reuse the lease that holds the earlier work
   }
   const refs = new Set<string>();
+  const staged = new Set<string>();
   try {
     const result = await transfer();
     await containerd.leases.delete(lease);
     return result;
   } catch (err) {
     if (!isToteError(err) || err.kind === 'transient' || err.kind === 'conflict') throw err;
-    // A refusal: leave nothing behind. Abort this transfer's ingests, then drop the lease and let GC collect.
+    // A refusal: leave nothing behind. Abort this transfer's ingests and staging files, then drop the lease and let
+    // GC collect.
     for (const ref of refs) await containerd.content.abortIngest(ref).catch(() => undefined);
+    for (const path of staged) await deps.contentDir?.discard(path).catch(() => undefined);
     await containerd.leases.delete(lease, { sync: true }).catch(() => undefined);
     throw err;
   }
@@ -311,25 +323,18 @@ export async function runImport(
     fetchSignal: AbortSignal,
     pacer: (n: number) => Promise<void>,
   ): Promise<void> {
-    const ref = ingestRef(b.digest);
-    refs.add(ref);
-    let writer: ContentWriter;
-    try {
-      writer = await containerd.content.openWriter(ref, {
-        total: b.size,
-        expected: b.digest,
-        lease,
-        signal: fetchSignal,
-      });
-    } catch (err) {
-      if (!isToteError(err, 'already-exists')) throw err;
+    if (deps.contentDir?.writable) {
+      await fetchBlobToFile(deps.contentDir, b, fetchSignal, pacer);
+      return;
+    }
+    const writer = await openBlobWriter(b, fetchSignal);
+    if (writer === undefined) {
       // Committed meanwhile (a kubelet pull, a concurrent import): present now.
-      await containerd.leases.addResource(lease, { type: 'content', id: b.digest });
       progress.blobsPresent++;
       progress.bytesSkipped += b.size;
       return;
     }
-    let offset = writer.offset;
+    const offset = writer.offset;
     if (offset > 0) {
       progress.bytesResumed += offset;
       metrics.bytesResumed.inc(offset);
@@ -337,36 +342,10 @@ export async function runImport(
     // From 0 the whole blob is hashed here; after a resume containerd's commit check covers the bytes written before.
     const hash = offset === 0 ? createHash('sha256') : undefined;
     try {
-      for await (const data of source.readBlob(
-        { token: spec.token, digest: b.digest, offset },
-        { signal: fetchSignal },
-      )) {
-        if (offset + data.length > b.size) {
-          throw new ToteError(
-            'integrity',
-            'BlobLongerThanAnnounced',
-            `source sent more than the ${b.size} bytes of ${b.digest}`,
-          );
-        }
+      await receive(b, offset, hash, fetchSignal, pacer, async (data) => {
         for (let off = 0; off < data.length; off += maxChunkBytes)
           await writer.write(data.subarray(off, off + maxChunkBytes));
-        hash?.update(data);
-        offset += data.length;
-        progress.bytesTransferred += data.length;
-        metrics.bytesReceived.inc({ source: spec.sourceNode }, data.length);
-        report(false);
-        await pacer(data.length);
-      }
-      if (offset !== b.size) {
-        throw new ToteError(
-          'integrity',
-          'BlobShorterThanAnnounced',
-          `source sent ${offset} of the ${b.size} bytes of ${b.digest}`,
-        );
-      }
-      if (hash !== undefined && `sha256:${hash.digest('hex')}` !== b.digest) {
-        throw new ToteError('integrity', 'BlobDigestMismatch', `bytes received for ${b.digest} hash to something else`);
-      }
+      });
       await writer.commit();
       progress.blobsTransferred++;
       report(true);
@@ -377,6 +356,157 @@ export async function runImport(
       }
       writer.close();
       throw err;
+    }
+  }
+
+  /** The direct path: stage the blob in a file, verify it, place it in containerd's store and let containerd adopt it. */
+  async function fetchBlobToFile(
+    dir: ContentDir,
+    b: PlannedBlob,
+    fetchSignal: AbortSignal,
+    pacer: (n: number) => Promise<void>,
+  ): Promise<void> {
+    const path = dir.stagingPath(b.digest, spec.digest);
+    staged.add(path);
+    const { handle, length } = await dir.openStaging(path);
+    try {
+      let offset = length;
+      if (offset > b.size) {
+        await handle.truncate(0); // not this blob's bytes: start over
+        offset = 0;
+      }
+      const hash = createHash('sha256');
+      if (offset > 0) {
+        // An earlier attempt staged this much; its bytes are hashed again, so the check below covers the whole blob.
+        for await (const part of handle.createReadStream({ start: 0, end: offset - 1, autoClose: false }))
+          hash.update(part as Buffer);
+        progress.bytesResumed += offset;
+        metrics.bytesResumed.inc(offset);
+      }
+      // Appends batched to ~1 MiB: one write call per MiB, not per TLS record. One batch is written while the next
+      // arrives (at most two in memory), so the socket keeps flowing during disk writes.
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      let writing: Promise<unknown> = Promise.resolve();
+      const flush = async () => {
+        await writing;
+        if (pendingBytes === 0) return;
+        const batch = pending;
+        pending = [];
+        pendingBytes = 0;
+        writing = handle.writev(batch);
+      };
+      try {
+        await receive(b, offset, hash, fetchSignal, pacer, (data) => {
+          pending.push(data);
+          pendingBytes += data.length;
+          return pendingBytes >= maxChunkBytes ? flush() : undefined;
+        });
+        await flush();
+        await writing;
+      } catch (err) {
+        // Keep what arrived intact so the retry resumes after it.
+        if (isToteError(err) && (err.kind === 'transient' || err.kind === 'conflict')) {
+          await flush().catch(() => undefined);
+        }
+        await writing.catch(() => undefined);
+        throw err;
+      }
+      await handle.datasync(); // the bytes (and the length) on disk before the file gets its digest name
+    } finally {
+      await handle.close();
+    }
+    await dir.place(path, b.digest);
+    staged.delete(path);
+    await adopt(dir, b, fetchSignal);
+    progress.blobsTransferred++;
+    report(true);
+  }
+
+  /** The transfer's ingest of blob `b`; undefined when the blob is committed already (then held by the lease). */
+  async function openBlobWriter(b: PlannedBlob, writerSignal: AbortSignal): Promise<ContentWriter | undefined> {
+    const ref = ingestRef(b.digest);
+    refs.add(ref);
+    try {
+      return await containerd.content.openWriter(ref, {
+        total: b.size,
+        expected: b.digest,
+        lease,
+        signal: writerSignal,
+      });
+    } catch (err) {
+      if (!isToteError(err, 'already-exists')) throw err;
+      await containerd.leases.addResource(lease, { type: 'content', id: b.digest });
+      return undefined;
+    }
+  }
+
+  /**
+   * Streams blob `b` from `offset` into `sink`, holding the source to the plan: never more than the planned size,
+   * exactly the planned size in the end and, when `hash` covers the blob from its first byte, the planned digest.
+   * `sink` returns a promise only when it needs the stream to wait (backpressure).
+   */
+  async function receive(
+    b: PlannedBlob,
+    from: number,
+    hash: Hash | undefined,
+    fetchSignal: AbortSignal,
+    pacer: (n: number) => Promise<void>,
+    sink: (data: Uint8Array) => Promise<void> | undefined,
+  ): Promise<void> {
+    const received = metrics.bytesReceived.labels({ source: spec.sourceNode });
+    let offset = from;
+    for await (const data of source.readBlob(
+      { token: spec.token, digest: b.digest, offset },
+      { signal: fetchSignal },
+    )) {
+      if (offset + data.length > b.size) {
+        throw new ToteError(
+          'integrity',
+          'BlobLongerThanAnnounced',
+          `source sent more than the ${b.size} bytes of ${b.digest}`,
+        );
+      }
+      hash?.update(data);
+      const wait = sink(data);
+      if (wait !== undefined) await wait;
+      offset += data.length;
+      progress.bytesTransferred += data.length;
+      received.inc(data.length);
+      report(false);
+      if (pacer !== unpaced) await pacer(data.length);
+    }
+    if (offset !== b.size) {
+      throw new ToteError(
+        'integrity',
+        'BlobShorterThanAnnounced',
+        `source sent ${offset} of the ${b.size} bytes of ${b.digest}`,
+      );
+    }
+    if (hash !== undefined && `sha256:${hash.digest('hex')}` !== b.digest) {
+      throw new ToteError('integrity', 'BlobDigestMismatch', `bytes received for ${b.digest} hash to something else`);
+    }
+  }
+
+  /**
+   * Has containerd record a placed blob in this namespace under the transfer's lease. A store that shares content
+   * finds the file and commits without data; otherwise the file is streamed through the API and direct writes stop.
+   */
+  async function adopt(dir: ContentDir, b: PlannedBlob, fetchSignal: AbortSignal): Promise<void> {
+    const writer = await openBlobWriter(b, fetchSignal);
+    if (writer === undefined) return;
+    try {
+      if (writer.offset !== b.size) {
+        // containerd does not see the file: not its content store (or content is isolated per namespace).
+        dir.disableWrites();
+        metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
+        for await (const part of createReadStream(dir.blobPath(b.digest), { start: writer.offset }))
+          for (let off = 0; off < (part as Buffer).length; off += maxChunkBytes)
+            await writer.write((part as Buffer).subarray(off, off + maxChunkBytes));
+      }
+      await writer.commit();
+    } finally {
+      writer.close();
     }
   }
 
@@ -448,8 +578,10 @@ async function fetchWhole(source: BlobPeer, token: string, d: OciDescriptor, sig
  * A per-transfer bandwidth limit: after each chunk, waits until the bytes so far fit the rate. Shared by the
  * transfer's parallel fetches, so the limit is for the whole transfer.
  */
+const unpaced = async (): Promise<void> => undefined;
+
 function makePacer(bytesPerSecond: number, signal: AbortSignal): (bytes: number) => Promise<void> {
-  if (bytesPerSecond <= 0) return async () => undefined;
+  if (bytesPerSecond <= 0) return unpaced;
   const started = Date.now();
   let total = 0;
   return async (bytes) => {

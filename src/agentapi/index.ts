@@ -1,5 +1,6 @@
 // What the controller and the agents share on the wire: mTLS credentials and identities, transfer tokens, the error
 // contract and a typed client of the agent API (with its generated message types).
+export * from './blob-http.ts';
 export * from './client.ts';
 export * from './errors.ts';
 export * from './identity.ts';

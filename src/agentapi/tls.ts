@@ -1,7 +1,7 @@
 // mTLS credentials for the agent API: TLS 1.3 only, client certificates required and checked against tote's CA, and
 // the server identified by its certificate's tote identity (URI SAN) instead of a hostname.
 import { createSecureContext } from 'node:tls';
-import type { PeerCertificate } from 'node:tls';
+import type { ConnectionOptions, PeerCertificate, TlsOptions } from 'node:tls';
 import { credentials, ServerCredentials } from '@grpc/grpc-js';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { SecureServerOptions } from 'node:http2';
@@ -40,6 +40,35 @@ export function serverCredentials(material: TlsMaterial): ServerCredentials {
 }
 
 /**
+ * Node TLS server options for the agent's one port, which carries gRPC (ALPN h2) and blob reads (HTTP/1.1): TLS 1.3,
+ * a client certificate signed by `ca` required.
+ */
+export function tlsServerOptions(material: TlsMaterial): TlsOptions {
+  return {
+    ca: material.ca,
+    cert: material.cert,
+    key: material.key,
+    minVersion: 'TLSv1.3',
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: ['h2', 'http/1.1'],
+  };
+}
+
+/**
+ * Node TLS client options (for HTTPS) that accept only a server whose certificate (signed by `ca`) names `expected`.
+ */
+export function tlsClientOptions(material: TlsMaterial, expected: PeerIdentity): ConnectionOptions {
+  return {
+    ca: material.ca,
+    cert: material.cert,
+    key: material.key,
+    minVersion: 'TLSv1.3',
+    checkServerIdentity: serverIdentityCheck(expected),
+  };
+}
+
+/**
  * Client credentials that accept only a server whose certificate (signed by `ca`) names `expected`. The hostname
  * in the address is not checked: agents are dialled by pod IP.
  */
@@ -50,15 +79,15 @@ export function clientCredentials(material: TlsMaterial, expected: PeerIdentity)
     key: material.key,
     minVersion: 'TLSv1.3',
   });
-  return credentials.createFromSecureContext(context, {
-    checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-      const actual = identityFromCertificate(cert);
-      if (actual === undefined || identityUri(actual) !== identityUri(expected)) {
-        return new Error(
-          `server certificate names ${describeIdentity(actual)}, expected ${describeIdentity(expected)}`,
-        );
-      }
-      return undefined;
-    },
-  });
+  return credentials.createFromSecureContext(context, { checkServerIdentity: serverIdentityCheck(expected) });
 }
+
+const serverIdentityCheck =
+  (expected: PeerIdentity) =>
+  (_host: string, cert: PeerCertificate): Error | undefined => {
+    const actual = identityFromCertificate(cert);
+    if (actual === undefined || identityUri(actual) !== identityUri(expected)) {
+      return new Error(`server certificate names ${describeIdentity(actual)}, expected ${describeIdentity(expected)}`);
+    }
+    return undefined;
+  };

@@ -32,6 +32,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       listen: `${listen.host || '0.0.0.0'}:${listen.port}`,
       registry,
       maxImageBytes: config.maxImageBytes,
+      ...(config.contentDir ? { contentDir: config.contentDir } : {}),
     });
     const health = config.healthProbeBindAddress
       ? await startHealthServer({
@@ -55,7 +56,11 @@ export async function runAgent(argv: string[]): Promise<number> {
       log,
     });
     await registration.start();
-    log.info('agent started', { address: server.address, advertised });
+    log.info('agent started', {
+      address: server.address,
+      advertised,
+      contentDir: server.contentDir ?? 'not mounted: blobs go through the content API',
+    });
     const signal = await terminationSignal();
     log.info('stopping', { signal });
     await registration.stop();

@@ -107,7 +107,7 @@ describe('hostile input at the agent', () => {
   }
 
   async function refused(kind: string, reason: string | RegExp, run: () => Promise<unknown>) {
-    const before = [await snapshot(a.containerd), await snapshot(b.containerd)];
+    const before = [await snapshot(a.containerd, a.daemon), await snapshot(b.containerd, b.daemon)];
     await assert.rejects(run(), (err: unknown) => {
       assert.ok(isToteError(err), String(err));
       assert.equal(err.kind, kind, `${err.reason}: ${err.message}`);
@@ -116,7 +116,11 @@ describe('hostile input at the agent', () => {
       assert.ok(err.message.length > 10, 'the error explains itself');
       return true;
     });
-    assert.deepEqual([await snapshot(a.containerd), await snapshot(b.containerd)], before, 'containerd as before');
+    assert.deepEqual(
+      [await snapshot(a.containerd, a.daemon), await snapshot(b.containerd, b.daemon)],
+      before,
+      'containerd as before',
+    );
   }
 
   // --- transfer tokens, replayed, forged, malformed -------------------------------------------------------------

@@ -8,7 +8,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { kubectl, repoRoot } from './cluster.ts';
@@ -200,6 +200,8 @@ export async function startAgent(env: ClusterEnv, paths: TotePaths, nodeName: st
       `--listen-address=127.0.0.1:${grpc}`,
       `--advertise-address=127.0.0.1:${grpc}`,
       `--containerd-address=${socket}`,
+      // The node's content store, as the DaemonSet mounts it (hack/cluster/up.sh: root = <node dir>/root).
+      `--content-dir=${join(dirname(socket), 'root', 'io.containerd.content.v1.content')}`,
       `--kubeconfig=${paths.agentKubeconfig}`,
       `--lease-namespace=${toteNamespace}`,
       `--tls-ca-file=${join(paths.certs, 'ca.crt')}`,

@@ -29,6 +29,15 @@ export const agentOptions = {
     default: 'k8s.io',
     help: "containerd namespace holding the kubelet's images.",
   }),
+  contentDir: option.string({
+    flag: 'content-dir',
+    env: 'TOTE_CONTENT_DIR',
+    default: '/var/lib/containerd/io.containerd.content.v1.content',
+    help:
+      "containerd's content store directory, mounted from the host: blobs are then served from their files and " +
+      'imported by placing verified files that containerd adopts, instead of sending every byte through its API. ' +
+      'Empty, missing or not adopted by containerd: the content API is used.',
+  }),
   advertiseAddress: option.string({
     flag: 'advertise-address',
     env: 'TOTE_ADVERTISE_ADDRESS',

@@ -2,7 +2,7 @@
 // tote's URI SANs), simulated nodes (a real containerd daemon + a real agent server on loopback), a controller-side
 // client, and a TCP relay that cuts a connection after N bytes (a real network fault, for resume tests).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -93,7 +93,14 @@ export interface Cluster {
   readonly pki: Pki;
   readonly keys: { privateKeyPem: string; publicKeyPem: string };
   readonly controllerTls: TlsMaterial;
-  startNode(name: string, options?: StartOptions & Partial<AgentServerOptions>): Promise<TestNode>;
+  /**
+   * A containerd daemon and its agent. The agent uses the daemon's content store directly, as the DaemonSet mounts
+   * it; `contentApi: true` leaves it unmounted so blobs go through containerd's content API.
+   */
+  startNode(
+    name: string,
+    options?: StartOptions & Partial<AgentServerOptions> & { contentApi?: boolean },
+  ): Promise<TestNode>;
   /** A controller-side client of a node's agent. */
   client(node: TestNode): AgentClient;
   token(args: {
@@ -130,6 +137,7 @@ export function makeCluster(): Cluster {
           tokenPublicKey: keys.publicKeyPem,
           listen: '127.0.0.1:0',
           registry,
+          ...(options.contentApi ? {} : { contentDir: join(daemon.root, 'io.containerd.content.v1.content') }),
           ...options,
         });
       } catch (err) {
@@ -228,16 +236,27 @@ export async function cuttingRelay(
   };
 }
 
-/** Everything of a node's containerd the agent could leave behind, for "left clean" assertions. */
+/**
+ * Everything of a node's containerd the agent could leave behind, for "left clean" assertions; with `daemon`, also
+ * the files in its content store (blob files and tote's staging files).
+ */
 export async function snapshot(
   c: Containerd,
-): Promise<{ content: string[]; ingests: string[]; leases: string[]; images: string[] }> {
+  daemon?: ContainerdDaemon,
+): Promise<{ content: string[]; ingests: string[]; leases: string[]; images: string[]; files?: string[] }> {
   return {
     content: (await c.content.list()).map((i) => i.digest).sort(),
     ingests: (await c.content.listIngests()).map((s) => s.ref).sort(),
     leases: (await c.leases.list()).map((l) => l.id).sort(),
     images: (await c.images.list()).map((i) => i.name).sort(),
+    ...(daemon ? { files: contentFiles(join(daemon.root, 'io.containerd.content.v1.content')) } : {}),
   };
+}
+
+function contentFiles(root: string): string[] {
+  const list = (dir: string) =>
+    existsSync(join(root, dir)) ? readdirSync(join(root, dir)).map((f) => `${dir}/${f}`) : [];
+  return [...list('blobs/sha256'), ...list('tote-staging')].sort();
 }
 
 /** Counter value from a prom-client registry. */

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isToteError } from '../../../src/api/errors.ts';
 import { connectAgent, ImportPhase } from '../../../src/agentapi/index.ts';
@@ -24,9 +24,14 @@ import type { Cluster, TestNode } from './harness.ts';
 
 const chunk = 1 << 20;
 
-const generations: { name: string; binary: string }[] = [{ name: 'containerd 1.6', binary: '/usr/bin/containerd' }];
+// Both containerd API generations, with the content store mounted (the DaemonSet's default: blobs read from and placed
+// as files), and 1.6 once more through the content API (a store that is not mounted).
+const generations: { name: string; binary: string; contentApi: boolean }[] = [
+  { name: 'containerd 1.6', binary: '/usr/bin/containerd', contentApi: false },
+  { name: 'containerd 1.6, content API', binary: '/usr/bin/containerd', contentApi: true },
+];
 const v2 = containerdV2Binary();
-if (v2 !== undefined) generations.push({ name: 'containerd 2.x', binary: v2 });
+if (v2 !== undefined) generations.push({ name: 'containerd 2.x', binary: v2, contentApi: false });
 
 for (const generation of generations)
   describe(`agent: node-to-node transfer (${generation.name}, CRI on the target)`, () => {
@@ -37,8 +42,12 @@ for (const generation of generations)
 
     before(async () => {
       cluster = makeCluster();
-      a = await cluster.startNode('node-a', { binary: generation.binary });
-      b = await cluster.startNode('node-b', { binary: generation.binary, cri: true });
+      a = await cluster.startNode('node-a', { binary: generation.binary, contentApi: generation.contentApi });
+      b = await cluster.startNode('node-b', {
+        binary: generation.binary,
+        cri: true,
+        contentApi: generation.contentApi,
+      });
       ctl = cluster.client(b);
     });
     after(async () => {
@@ -186,7 +195,17 @@ for (const generation of generations)
       assert.equal(again.bytesTransferred, 0);
     });
 
-    it('resumes an interrupted transfer from the ingest offsets, re-sending less than a chunk per interrupted blob', async () => {
+    /** What an interrupted import kept on the target: partial ingests, or staging files when the store is mounted. */
+    async function partialBlobs(node: TestNode): Promise<number[]> {
+      if (generation.contentApi) {
+        const ingests = await node.containerd.content.listIngests();
+        return ingests.filter((s) => s.ref.startsWith('tote-import-')).map((s) => s.offset);
+      }
+      const staging = join(node.daemon.root, 'io.containerd.content.v1.content', 'tote-staging');
+      return existsSync(staging) ? readdirSync(staging).map((f) => statSync(join(staging, f)).size) : [];
+    }
+
+    it('resumes an interrupted transfer from what it kept, re-sending less than a chunk per interrupted blob', async () => {
       const image = buildImage({
         repository: 'salvage/big',
         tag: '1',
@@ -205,14 +224,14 @@ for (const generation of generations)
       }
       assert.ok(relay.cuts >= 1, 'the relay cut the stream');
       const firstAttempt = (await counter(b.registry, 'tote_agent_bytes_received_total')) - receivedBefore;
-      const ingests = await b.containerd.content.listIngests();
-      const kept = ingests.filter((s) => s.ref.startsWith('tote-import-')).reduce((s, i) => s + i.offset, 0);
-      assert.ok(kept > 0, 'the partial blob stayed in containerd');
-      const interrupted = ingests.filter((s) => s.ref.startsWith('tote-import-') && s.offset > 0).length;
+      const partial = await partialBlobs(b);
+      const kept = partial.reduce((s, n) => s + n, 0);
+      assert.ok(kept > 0, 'the partial blob stayed on the target');
+      const interrupted = partial.filter((n) => n > 0).length;
 
       const done = await importTo(image, name);
       const total = [...image.blobs.values()].reduce((s, x) => s + x.size, 0);
-      assert.equal(done.bytesResumed, kept, 'the retry started from the ingest offset');
+      assert.equal(done.bytesResumed, kept, 'the retry started where the first attempt stopped');
       const resent = firstAttempt + done.bytesTransferred + done.bytesSkipped - total;
       assert.ok(
         resent >= 0 && resent < chunk * Math.max(1, interrupted),
@@ -223,6 +242,7 @@ for (const generation of generations)
         (await b.containerd.content.listIngests()).filter((s) => s.ref.startsWith('tote-import-')),
         [],
       );
+      assert.deepEqual(await partialBlobs(b), [], 'nothing partial is left');
     });
 
     it('moves only the node platform of a multi-platform index the source holds partly', async () => {
@@ -265,14 +285,14 @@ for (const generation of generations)
       });
 
       async function refused(kind: string, reason: string, run: () => Promise<unknown>) {
-        const before = await snapshot(b.containerd);
+        const before = await snapshot(b.containerd, b.daemon);
         await assert.rejects(run(), (err: unknown) => {
           assert.ok(isToteError(err), String(err));
           assert.equal(err.kind, kind, err.message);
           assert.equal(err.reason, reason, err.message);
           return true;
         });
-        assert.deepEqual(await snapshot(b.containerd), before, 'containerd on the target is as before');
+        assert.deepEqual(await snapshot(b.containerd, b.daemon), before, 'containerd on the target is as before');
       }
 
       it('refuses a token signed by another key', () =>

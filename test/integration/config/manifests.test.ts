@@ -333,7 +333,7 @@ describe('deployment manifests (config/)', () => {
       }
     });
 
-    it('no host namespaces; the only hostPath is containerd socket, as a Socket, on the agent', () => {
+    it('no host namespaces; the only hostPaths are containerd socket (a Socket) and content store (a Directory), on the agent', () => {
       for (const w of workloads()) {
         const pod = podSpecOf(w);
         for (const host of ['hostNetwork', 'hostPID', 'hostIPC'] as const)
@@ -342,7 +342,10 @@ describe('deployment manifests (config/)', () => {
         if (w.metadata.name === 'tote-agent') {
           assert.deepEqual(
             hostPaths.map((v) => v.hostPath),
-            [{ path: '/run/containerd/containerd.sock', type: 'Socket' }],
+            [
+              { path: '/run/containerd/containerd.sock', type: 'Socket' },
+              { path: '/var/lib/containerd/io.containerd.content.v1.content', type: 'Directory' },
+            ],
           );
         } else {
           assert.deepEqual(hostPaths, [], `${w.metadata.name}: no hostPath`);

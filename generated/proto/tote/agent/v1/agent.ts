@@ -165,6 +165,12 @@ export interface DescribePlanResponse {
   /** Index (if any), the platform manifest, config, layers in order. */
   blobs: Blob[];
   totalSize: number;
+  /**
+   * The source also serves these blobs as GET /v1/blobs/<digest> over HTTP/1.1 on the same mTLS port (ALPN
+   * http/1.1), with the same token as a Bearer credential: the cheaper transport for bulk bytes. False from agents
+   * that predate it; the target then uses ReadBlob.
+   */
+  httpBlobs: boolean;
 }
 
 export interface ReadBlobRequest {
@@ -1085,7 +1091,15 @@ export const DescribePlanRequest: MessageFns<DescribePlanRequest> = {
 };
 
 function createBaseDescribePlanResponse(): DescribePlanResponse {
-  return { digest: "", mediaType: "", platform: undefined, configDigest: "", blobs: [], totalSize: 0 };
+  return {
+    digest: "",
+    mediaType: "",
+    platform: undefined,
+    configDigest: "",
+    blobs: [],
+    totalSize: 0,
+    httpBlobs: false,
+  };
 }
 
 export const DescribePlanResponse: MessageFns<DescribePlanResponse> = {
@@ -1107,6 +1121,9 @@ export const DescribePlanResponse: MessageFns<DescribePlanResponse> = {
     }
     if (message.totalSize !== 0) {
       writer.uint32(48).int64(message.totalSize);
+    }
+    if (message.httpBlobs !== false) {
+      writer.uint32(56).bool(message.httpBlobs);
     }
     return writer;
   },
@@ -1172,6 +1189,14 @@ export const DescribePlanResponse: MessageFns<DescribePlanResponse> = {
             message.totalSize = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.httpBlobs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1197,6 +1222,7 @@ export const DescribePlanResponse: MessageFns<DescribePlanResponse> = {
     message.configDigest = object.configDigest ?? "";
     message.blobs = object.blobs?.map((e) => Blob.fromPartial(e)) || [];
     message.totalSize = object.totalSize ?? 0;
+    message.httpBlobs = object.httpBlobs ?? false;
     return message;
   },
 };
