@@ -12,6 +12,7 @@ interface Config {
   cert: string;
   key: string;
   publicKey: string;
+  contentDir?: string;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as Config;
@@ -22,6 +23,7 @@ const agent = await startAgentServer({
   tokenPublicKey: readFileSync(config.publicKey, 'utf8'),
   listen: '127.0.0.1:0',
   registry: new Registry(),
+  ...(config.contentDir ? { contentDir: config.contentDir } : {}),
 });
 process.stdout.write(`LISTENING ${agent.address}\n`);
 process.on('SIGTERM', () => void agent.stop().then(() => process.exit(0)));

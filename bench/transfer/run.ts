@@ -156,6 +156,8 @@ const median = (xs: number[]) => {
 };
 const round = (x: number, digits = 1) => Number(x.toFixed(digits));
 const runs = Math.max(1, Number(process.env.TOTE_BENCH_RUNS ?? 3));
+// TOTE_BENCH_AGENT_NODE_OPTIONS: extra node flags for the agent processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const agentNodeOptions = (process.env.TOTE_BENCH_AGENT_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
 
 const daemons: ContainerdDaemon[] = [];
 const children: ReturnType<typeof spawn>[] = [];
@@ -179,12 +181,16 @@ try {
     const cfg = {
       nodeName: node,
       socket: daemon.socket,
+      // As the DaemonSet mounts it; TOTE_BENCH_CONTENT_API=1 measures the content-API path instead.
+      ...(process.env.TOTE_BENCH_CONTENT_API
+        ? {}
+        : { contentDir: join(daemon.root, 'io.containerd.content.v1.content') }),
       ca: join(pki.dir, 'ca.crt'),
       cert: join(pki.dir, `${node}.crt`),
       key: join(pki.dir, `${node}.key`),
       publicKey: join(work, 'pub.pem'),
     };
-    const child = spawn(process.execPath, [script, JSON.stringify(cfg)], {
+    const child = spawn(process.execPath, [...agentNodeOptions, script, JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -222,6 +228,7 @@ try {
       tls: controllerTls,
       server: { kind: 'agent', node: 'node-b' },
     });
+    settle();
     const before = procStatus(agentB.pid);
     const sourceBefore = procStatus(agentA.pid);
     const started = performance.now();
@@ -269,6 +276,11 @@ try {
   const baselineScript = process.env.TOTE_BENCH_BASELINE
     ? join(process.env.TOTE_BENCH_BASELINE, 'bench', 'transfer', 'agent-process.ts')
     : undefined;
+  /**
+   * Each timed path starts with the disk's write-back done (sync): otherwise a path pays for the gigabyte the one
+   * before it left dirty in the page cache, and which path that is depends only on the order.
+   */
+  const settle = () => execFileSync('sync');
   const results: Run[] = [];
   // The three paths run interleaved, `runs` times, on the same machine in the same process: the machine is shared, so
   // the figures are medians and each run is printed to stderr.
@@ -283,6 +295,7 @@ try {
     if (baseline !== undefined) log(`run ${run}/${runs}: baseline agent ${describe(baseline)}`);
 
     log(`run ${run}/${runs}: ctr export | ctr import node-a → node-c`);
+    settle();
     let started = performance.now();
     execFileSync(
       'bash',
@@ -298,6 +311,7 @@ try {
 
     log(`run ${run}/${runs}: raw copy of the blob files`);
     execFileSync('mkdir', ['-p', copyDir]);
+    settle();
     started = performance.now();
     for (const l of image.layers) {
       const dest = join(copyDir, l.digest.slice(7));
