@@ -345,10 +345,10 @@ function observeLocation(
 }
 
 /**
- * Nodes holding a complete copy, all of them: the source fallback and the last-copy metric need the whole list. The
- * kubelet's image lists (Node.status.images, at most 50 images a node) say where to ask first: their questions queue
- * ahead of the others'. The directory batches and bounds the questions, so a burst of records on a large cluster
- * costs about one call per node for all images, a few at a time.
+ * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) hint where
+ * to look first; only when no hinted node has a complete copy are all agents asked, so on a cluster whose kubelets
+ * list images a burst of records costs a few calls per image, not one per node. Without hints the directory batches
+ * and bounds the questions: about one call per node for all images of a burst, a few at a time.
  */
 async function findCandidates(
   c: ControllerContext,
@@ -362,8 +362,22 @@ async function findCandidates(
   const alive = [...c.agents.alive().keys()].filter((node) => node !== target && samePlatformAs(c, node, platform));
   const repository = repositoryOf(record.spec.imageRef);
   const hinted = new Set(repository ? nodesListingDigest(c.caches.nodes.list(), repository, digest) : []);
-  const ordered = [...alive.filter((n) => hinted.has(n)), ...alive.filter((n) => !hinted.has(n))];
-  return askNodes(c, ordered, digest, fresh, ctx);
+  const first = await askNodes(
+    c,
+    alive.filter((n) => hinted.has(n)),
+    digest,
+    fresh,
+    ctx,
+  );
+  if (first.candidates.length > 0) return first;
+  const rest = await askNodes(
+    c,
+    alive.filter((n) => !hinted.has(n)),
+    digest,
+    fresh,
+    ctx,
+  );
+  return { candidates: rest.candidates, unreachable: [...first.unreachable, ...rest.unreachable] };
 }
 
 async function askNodes(
