@@ -40,9 +40,8 @@ typecheck: node_modules/.package-lock.json ## Type-check everything with tsc
 	tsc -p tsconfig.json
 
 .PHONY: build
-build: node_modules/.package-lock.json ## Compile src/ and generated/ to dist/ (for the container image)
-	rm -rf dist
-	tsc -p tsconfig.build.json
+build: node_modules/.package-lock.json ## Bundle tote and its dependencies into dist/tote.mjs (what the container image runs)
+	$(NODE) hack/build.ts
 
 .PHONY: test-unit
 test-unit: node_modules/.package-lock.json ## Unit tests only (no processes started)

@@ -8,7 +8,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { kubectl, repoRoot } from './cluster.ts';
@@ -17,7 +17,11 @@ import type { ClusterEnv } from './cluster.ts';
 const run = promisify(execFile);
 export const toteNamespace = 'tote-system';
 const node = join(repoRoot, 'node_modules/.bin/node');
-const cli = join(repoRoot, 'src/cmd/tote.ts');
+/**
+ * What the tote processes run: the TypeScript sources, or with TOTE_ENTRYPOINT another entry point such as the bundle
+ * the image ships (dist/tote.mjs, `make build`), which the benchmarks measure.
+ */
+const cli = process.env.TOTE_ENTRYPOINT ? resolve(process.env.TOTE_ENTRYPOINT) : join(repoRoot, 'src/cmd/tote.ts');
 
 export interface TotePaths {
   dir: string;
