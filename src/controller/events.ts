@@ -24,6 +24,7 @@ export interface EventRecorder {
 
 const seriesWindowMs = 10 * 60_000;
 const maxTracked = 4096;
+const maxQueued = 1000;
 
 interface Sent {
   name: string;
@@ -39,6 +40,8 @@ export class KubeEventRecorder implements EventRecorder {
   readonly #instance: string;
   /** Recently sent events by (uid, reason, note), oldest first, for series. */
   readonly #sent = new Map<string, Sent>();
+  #tail: Promise<void> = Promise.resolve();
+  #queued = 0;
 
   constructor(kube: KubeClient, options: { clock: Clock; log: Logger; instance: string }) {
     this.#kube = kube;
@@ -47,12 +50,34 @@ export class KubeEventRecorder implements EventRecorder {
     this.#instance = options.instance;
   }
 
-  async record(
+  /**
+   * Queues the Event and returns a promise of its sending; callers need not wait (reconciles do not: like client-go's
+   * recorder, Events go out in the background). Sends run one at a time, in order, so a series update never races
+   * the Event it counts; beyond `maxQueued` waiting sends new Events are dropped (and logged) rather than piling up.
+   */
+  record(
     target: EventTarget,
     type: 'Normal' | 'Warning',
     reason: string,
     note: string,
     action = 'Salvage',
+  ): Promise<void> {
+    if (this.#queued >= maxQueued) {
+      this.#log.warn('event dropped: too many waiting to be sent', { reason, object: target.name });
+      return Promise.resolve();
+    }
+    this.#queued++;
+    const sent = this.#tail.then(() => this.#send(target, type, reason, note, action));
+    this.#tail = sent.finally(() => this.#queued--);
+    return sent;
+  }
+
+  async #send(
+    target: EventTarget,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    note: string,
+    action: string,
   ): Promise<void> {
     const now = this.#clock.now();
     const key = `${target.uid}\u0000${reason}\u0000${note}`;

@@ -557,7 +557,8 @@ async function act(
       await startPush(c, record, policy, action.digest, key, ctx);
       return;
     case 'event':
-      await recordEvent(c, record, action);
+      // Sent in the background (the recorder queues it): an Event is a courtesy, the status written above the truth.
+      void recordEvent(c, record, action);
       return;
     case 'notify':
       c.notifier.notify(policy, {
