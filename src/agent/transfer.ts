@@ -174,7 +174,7 @@ export async function runImport(
     await containerd.leases.delete(lease);
     return result;
   } catch (err) {
-    if (!isToteError(err) || err.kind === 'transient' || err.kind === 'conflict') throw err;
+    if (keepsPartialWork(err)) throw err;
     // A refusal: leave nothing behind. Abort this transfer's ingests and staging files, then drop the lease and let
     // GC collect.
     for (const ref of refs) await containerd.content.abortIngest(ref).catch(() => undefined);
@@ -350,7 +350,7 @@ export async function runImport(
       progress.blobsTransferred++;
       report(true);
     } catch (err) {
-      if (isToteError(err) && (err.kind === 'transient' || err.kind === 'conflict')) {
+      if (keepsPartialWork(err)) {
         // Keep what arrived: let containerd acknowledge the chunks in flight so the retry resumes after them.
         await writer.flush().catch(() => undefined);
       }
@@ -406,7 +406,7 @@ export async function runImport(
         await writing;
       } catch (err) {
         // Keep what arrived intact so the retry resumes after it.
-        if (isToteError(err) && (err.kind === 'transient' || err.kind === 'conflict')) {
+        if (keepsPartialWork(err)) {
           await flush().catch(() => undefined);
         }
         await writing.catch(() => undefined);
@@ -534,6 +534,15 @@ export async function runImport(
     }
     return all;
   }
+}
+
+/**
+ * Whether a failure leaves the transfer's partial work in place for the next Import to resume: anything but a refusal
+ * (integrity, unauthorized, terminal, …) — a cut stream, a peer gone, and a cancellation (the controller went away),
+ * which arrives as a plain AbortError from the pacer or the socket.
+ */
+function keepsPartialWork(err: unknown): boolean {
+  return !isToteError(err) || err.kind === 'transient' || err.kind === 'conflict';
 }
 
 /** Normalised tag names; a name carrying a different digest is refused. */

@@ -683,6 +683,19 @@ function skip(step: Step, reason: string, message: string): void {
   step.notify('Skipped', message);
 }
 
+/**
+ * Milliseconds until a Resolving or Locating record that is backing off may look again (undefined: it may now). Its own
+ * status write re-triggers the reconcile at once; without this gate every such reconcile would ask again and spend an
+ * attempt, ignoring the backoff it just wrote.
+ */
+export function retryPendingMs(record: SalvageRecord, now: Date): number | undefined {
+  const phase = record.status?.phase;
+  if (phase !== Phases.Resolving && phase !== Phases.Locating) return undefined;
+  const at = record.status?.nextRetryAt ? Date.parse(record.status.nextRetryAt) : Number.NaN;
+  const wait = at - now.getTime();
+  return wait > 0 ? wait : undefined;
+}
+
 function retryLater(step: Step, message: string): void {
   const delay = retryDelayMs(Math.max(1, step.status.attempts ?? 1), step.settings);
   step.status.nextRetryAt = new Date(step.obs.now.getTime() + delay).toISOString();

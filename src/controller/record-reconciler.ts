@@ -22,7 +22,7 @@ import type { EffectivePolicy } from './effective-policy.ts';
 import { incidentsOf } from './incidents.ts';
 import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from './node-images.ts';
 import { recordResource } from './pod-reconciler.ts';
-import { decide } from './record-machine.ts';
+import { decide, retryPendingMs } from './record-machine.ts';
 import type {
   DigestObservation,
   RecordAction,
@@ -45,6 +45,8 @@ export async function reconcileRecord(
   if (!record || record.metadata?.deletionTimestamp) {
     return;
   }
+  const backingOff = retryPendingMs(record, new Date(c.clock.now()));
+  if (backingOff !== undefined) return { requeueAfterMs: backingOff };
   const policy = policyOf(c, record);
   const obs = observe(c, record, policy, ctx);
   // A lookup runs; it re-enqueues the record when it finishes. Deciding now would act on half an observation.

@@ -1,6 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, defaultMachineSettings, maxHistory, retryDelayMs } from '../../../src/controller/record-machine.ts';
+import {
+  decide,
+  defaultMachineSettings,
+  maxHistory,
+  retryDelayMs,
+  retryPendingMs,
+} from '../../../src/controller/record-machine.ts';
 import type { RecordAction, TransferObservation } from '../../../src/controller/record-machine.ts';
 import { digest, now, observation, policy, record } from './factories.ts';
 
@@ -472,5 +478,23 @@ describe('decide: pods joining, finished records, bounds', () => {
   it('sets observedGeneration', () => {
     const d = decide(record(), observation());
     assert.equal(d.status?.observedGeneration, 1);
+  });
+});
+
+describe('retryPendingMs: a record backing off waits out its nextRetryAt', () => {
+  const at = (ms: number) => new Date(now.getTime() + ms).toISOString();
+  it('Resolving and Locating wait until nextRetryAt', () => {
+    assert.equal(retryPendingMs(record({ phase: 'Locating', nextRetryAt: at(4_000) }), now), 4_000);
+    assert.equal(retryPendingMs(record({ phase: 'Resolving', nextRetryAt: at(1) }), now), 1);
+  });
+  it('go ahead once it has passed, or without one', () => {
+    assert.equal(retryPendingMs(record({ phase: 'Locating', nextRetryAt: at(0) }), now), undefined);
+    assert.equal(retryPendingMs(record({ phase: 'Locating', nextRetryAt: at(-5_000) }), now), undefined);
+    assert.equal(retryPendingMs(record({ phase: 'Locating' }), now), undefined);
+    assert.equal(retryPendingMs(record({ phase: 'Locating', nextRetryAt: 'not a time' }), now), undefined);
+  });
+  it('other phases handle their own retries', () => {
+    for (const phase of ['Pending', 'Transferring', 'Importing', 'Restarting', 'Completed'] as const)
+      assert.equal(retryPendingMs(record({ phase, nextRetryAt: at(4_000) }), now), undefined, phase);
   });
 });
