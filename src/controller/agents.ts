@@ -72,6 +72,7 @@ export class AgentDirectory {
   readonly #channels: AgentChannels;
   readonly #limiter: QueryLimiter;
   readonly #answers = new Map<string, { at: number; value: Promise<unknown> }>();
+  readonly #fanOuts = new Map<string, Promise<unknown>>();
   /** Per node, the batch still taking questions. */
   readonly #collecting = new Map<string, Batch>();
 
@@ -203,6 +204,19 @@ export class AgentDirectory {
 
   #prune(now: number): void {
     for (const [key, entry] of this.#answers) if (now - entry.at >= this.#ttl) this.#answers.delete(key);
+  }
+
+  /**
+   * Runs a whole round of questions (say, "which nodes hold digest X") once for all concurrent callers asking it under
+   * the same `key`; the shared answer is dropped when it settles, so a later caller asks again (through the per-node
+   * answer cache above).
+   */
+  fanOut<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const running = this.#fanOuts.get(key);
+    if (running !== undefined) return running as Promise<T>;
+    const round = run().finally(() => this.#fanOuts.delete(key));
+    this.#fanOuts.set(key, round);
+    return round;
   }
 
   /** Forgets what is cached about a node (after an import or a removal changed it). */

@@ -270,3 +270,32 @@ describe('agent directory', () => {
     assert.equal(directory.load().channelsOpen, 1);
   });
 });
+
+describe('agent directory: shared rounds of questions', () => {
+  it('concurrent callers of one round share it; a later caller runs it again; a failure is shared, then dropped', async () => {
+    const { directory } = setup([]);
+    let runs = 0;
+    let finish: (v: string) => void = () => undefined;
+    const round = () => {
+      runs++;
+      return new Promise<string>((resolve) => (finish = resolve));
+    };
+    const a = directory.fanOut('holders|x', round);
+    const b = directory.fanOut('holders|x', round);
+    const other = directory.fanOut('holders|y', async () => 'y');
+    assert.equal(runs, 1, 'one run for both callers of the same round');
+    finish('answer');
+    assert.deepEqual(await Promise.all([a, b, other]), ['answer', 'answer', 'y']);
+    const later = directory.fanOut('holders|x', round);
+    assert.equal(runs, 2, 'a settled round is not reused');
+    finish('second');
+    assert.equal(await later, 'second');
+
+    const failing = () => Promise.reject(new Error('agents down'));
+    const f1 = directory.fanOut('holders|z', failing);
+    const f2 = directory.fanOut('holders|z', async () => 'not run');
+    await assert.rejects(f1, /agents down/);
+    await assert.rejects(f2, /agents down/);
+    assert.equal(await directory.fanOut('holders|z', async () => 'after'), 'after');
+  });
+});
