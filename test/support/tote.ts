@@ -148,7 +148,9 @@ async function startProcess(
 ): Promise<ToteProcess> {
   const logFile = join(paths.logs, `${name}.log`);
   const out = openSync(logFile, 'a');
-  const child = spawn(node, [cli, ...args], { detached: true, stdio: ['ignore', out, out] });
+  // TOTE_NODE_FLAGS: Node flags for the tote processes only (the benchmarks pass the manifests' heap limit).
+  const nodeFlags = (process.env.TOTE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(node, [...nodeFlags, cli, ...args], { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   child.unref();
   if (child.pid === undefined) throw new Error(`could not start ${name}`);
