@@ -73,13 +73,24 @@ export function tlsClientOptions(material: TlsMaterial, expected: PeerIdentity):
  * in the address is not checked: agents are dialled by pod IP.
  */
 export function clientCredentials(material: TlsMaterial, expected: PeerIdentity): ChannelCredentials {
-  const context = createSecureContext({
-    ca: material.ca,
-    cert: material.cert,
-    key: material.key,
-    minVersion: 'TLSv1.3',
+  return credentials.createFromSecureContext(secureContextOf(material), {
+    checkServerIdentity: serverIdentityCheck(expected),
   });
-  return credentials.createFromSecureContext(context, { checkServerIdentity: serverIdentityCheck(expected) });
+}
+
+/**
+ * One OpenSSL context per TlsMaterial object, shared by every channel made with it: the controller talks to hundreds
+ * of agents, and each context holds its own parsed CA, certificate and key (~64 KB of native memory, and the parsing
+ * on every connect). The identity check stays per channel.
+ */
+const contexts = new WeakMap<TlsMaterial, ReturnType<typeof createSecureContext>>();
+function secureContextOf(material: TlsMaterial): ReturnType<typeof createSecureContext> {
+  let context = contexts.get(material);
+  if (context === undefined) {
+    context = createSecureContext({ ca: material.ca, cert: material.cert, key: material.key, minVersion: 'TLSv1.3' });
+    contexts.set(material, context);
+  }
+  return context;
 }
 
 const serverIdentityCheck =
