@@ -4,7 +4,6 @@
 // Runs on the chaos cluster (test/support/chaos.ts), never the shared one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import type { SalvageRecord } from '../../src/api/index.ts';
 import { testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv, TestNamespace } from '../support/cluster.ts';
@@ -18,7 +17,14 @@ import {
   useChaosCluster,
 } from '../support/chaos.ts';
 import { registryDigest, registries } from '../support/images.ts';
-import { deployment, lostImage, scopedPolicy, secret, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import {
+  deployment,
+  lostImage,
+  scopedPolicy,
+  backupPolicy,
+  waitForRecords,
+  waitForRunningPods,
+} from '../support/salvage.ts';
 import { runningProcess, stopProcess, toteNamespace } from '../support/tote.ts';
 import type { ToteDeployment } from '../support/tote.ts';
 import { waitForObject } from '../support/wait.ts';
@@ -45,34 +51,13 @@ describe('chaos: the controller killed', () => {
   });
 
   /** Policy with backup to the cluster's TLS + htpasswd registry (credentials and CA from Secrets). */
-  async function backupPolicy(ns: TestNamespace, t: Ctx, limits: Record<string, string> = {}) {
-    const auth = { username: env.backupRegistryUser, password: env.backupRegistryPassword };
-    await secret(
-      env,
-      ns.name,
-      'backup-credentials',
-      { '.dockerconfigjson': JSON.stringify({ auths: { [env.backupRegistry]: auth } }) },
-      'kubernetes.io/dockerconfigjson',
-    );
-    await secret(env, ns.name, 'backup-ca', { 'ca.crt': readFileSync(env.caFile, 'utf8') });
-    return scopedPolicy(
-      env,
-      ns,
-      {
-        limits,
-        backup: {
-          target: `${env.backupRegistry}/chaos`,
-          credentialsSecretRef: { namespace: ns.name, name: 'backup-credentials' },
-          caSecretRef: { namespace: ns.name, name: 'backup-ca' },
-        },
-      },
-      t,
-    );
+  async function chaosBackupPolicy(ns: TestNamespace, t: Ctx, limits: Record<string, string> = {}) {
+    return backupPolicy(env, ns, `${env.backupRegistry}/chaos`, { limits }, t);
   }
 
   async function salvageKilledAt(t: Ctx, phase: string, when: (r: SalvageRecord) => boolean) {
     const ns = await testNamespace(env, t);
-    await backupPolicy(ns, t, { bandwidthPerTransfer: '4Mi' });
+    await chaosBackupPolicy(ns, t, { bandwidthPerTransfer: '4Mi' });
     const image = await lostImage(env, { repository: `chaos/${ns.name}`, tag: 'v1', layers: 1, layerSize: 40 * mib }, [
       'node-a',
     ]);

@@ -4,7 +4,6 @@
 // Runs on the chaos cluster (test/support/chaos.ts), never the shared one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { connectContainerd } from '../../src/containerd/index.ts';
@@ -18,7 +17,14 @@ import {
   killComponent,
   useChaosCluster,
 } from '../support/chaos.ts';
-import { deployment, lostImage, scopedPolicy, secret, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import {
+  deployment,
+  lostImage,
+  scopedPolicy,
+  backupPolicy,
+  waitForRecords,
+  waitForRunningPods,
+} from '../support/salvage.ts';
 import { startAgent } from '../support/tote.ts';
 import type { ToteDeployment } from '../support/tote.ts';
 
@@ -135,27 +141,7 @@ describe('chaos: infrastructure faults', () => {
 
   it('backup registry down during the push: the salvage completes and the record says the push failed', async (t) => {
     const ns = await testNamespace(env, t);
-    const auth = { username: env.backupRegistryUser, password: env.backupRegistryPassword };
-    await secret(
-      env,
-      ns.name,
-      'backup-credentials',
-      { '.dockerconfigjson': JSON.stringify({ auths: { [env.backupRegistry]: auth } }) },
-      'kubernetes.io/dockerconfigjson',
-    );
-    await secret(env, ns.name, 'backup-ca', { 'ca.crt': readFileSync(env.caFile, 'utf8') });
-    await scopedPolicy(
-      env,
-      ns,
-      {
-        backup: {
-          target: `${env.backupRegistry}/chaos`,
-          credentialsSecretRef: { namespace: ns.name, name: 'backup-credentials' },
-          caSecretRef: { namespace: ns.name, name: 'backup-ca' },
-        },
-      },
-      t,
-    );
+    await backupPolicy(env, ns, `${env.backupRegistry}/chaos`, {}, t);
     const image = await lostImage(env, { repository: `chaos/${ns.name}`, layers: 2, layerSize: mib }, ['node-a']);
     const registry = await killComponent(env, 'registry-backup');
     t.after(() => registry.restart(() => tcpOpen(env.backupRegistry)));

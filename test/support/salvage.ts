@@ -42,6 +42,43 @@ export async function scopedPolicy(
   return name;
 }
 
+/**
+ * scopedPolicy with a backup to the cluster's TLS + htpasswd registry under `target`: the registry's credentials
+ * (dockerconfigjson) and CA are put in Secrets of `ns` and referenced from `spec.backup`.
+ */
+export async function backupPolicy(
+  env: ClusterEnv,
+  ns: TestNamespace,
+  target: string,
+  spec: SalvagePolicy['spec'] = {},
+  t?: { after?: (fn: () => Promise<void>) => void },
+): Promise<string> {
+  const username = env.backupRegistryUser;
+  const password = env.backupRegistryPassword;
+  const auth = Buffer.from(`${username}:${password}`).toString('base64');
+  await secret(
+    env,
+    ns.name,
+    'backup-credentials',
+    { '.dockerconfigjson': JSON.stringify({ auths: { [env.backupRegistry]: { username, password, auth } } }) },
+    'kubernetes.io/dockerconfigjson',
+  );
+  await secret(env, ns.name, 'backup-ca', { 'ca.crt': readFileSync(env.caFile, 'utf8') });
+  return scopedPolicy(
+    env,
+    ns,
+    {
+      ...spec,
+      backup: {
+        target,
+        credentialsSecretRef: { namespace: ns.name, name: 'backup-credentials' },
+        caSecretRef: { namespace: ns.name, name: 'backup-ca' },
+      },
+    },
+    t,
+  );
+}
+
 async function must(result: Promise<{ code: number; stderr: string }>): Promise<void> {
   const r = await result;
   if (r.code !== 0) throw new Error(r.stderr);

@@ -3,7 +3,6 @@
 // whose credentials Secret is missing says so in its Ready condition.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { ensureCluster, testNamespace } from '../../support/cluster.ts';
 import type { ClusterEnv } from '../../support/cluster.ts';
 import { ensureTote } from '../../support/tote.ts';
@@ -11,7 +10,7 @@ import {
   deployment,
   lostImage,
   scopedPolicy,
-  secret,
+  backupPolicy,
   waitForRecords,
   waitForRunningPods,
 } from '../../support/salvage.ts';
@@ -32,38 +31,8 @@ describe('backup push', () => {
 
   it('pushes the salvaged image to the backup registry by digest; the policy is Ready', async (t) => {
     const ns = await testNamespace(env, t);
-    const auth = Buffer.from(`${env.backupRegistryUser}:${env.backupRegistryPassword}`).toString('base64');
-    await secret(
-      env,
-      ns.name,
-      'backup-credentials',
-      {
-        '.dockerconfigjson': JSON.stringify({
-          auths: {
-            [env.backupRegistry]: {
-              username: env.backupRegistryUser,
-              password: env.backupRegistryPassword,
-              auth,
-            },
-          },
-        }),
-      },
-      'kubernetes.io/dockerconfigjson',
-    );
-    await secret(env, ns.name, 'backup-ca', { 'ca.crt': readFileSync(env.caFile, 'utf8') });
     const target = `${env.backupRegistry}/rescued`;
-    const policy = await scopedPolicy(
-      env,
-      ns,
-      {
-        backup: {
-          target,
-          credentialsSecretRef: { namespace: ns.name, name: 'backup-credentials' },
-          caSecretRef: { namespace: ns.name, name: 'backup-ca' },
-        },
-      },
-      t,
-    );
+    const policy = await backupPolicy(env, ns, target, {}, t);
     const image = await lostImage(env, { repository: `backup/${ns.name}`, layers: 2, layerSize: 128 * 1024 }, [
       'node-a',
     ]);
