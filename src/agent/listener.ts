@@ -60,13 +60,8 @@ export async function listenMultiplexed(options: {
       const closed = new Promise<void>((resolve) => tls.close(() => resolve()));
       grpc.drain(graceMs);
       http.closeIdleConnections();
-      const cut = setTimeout(() => {
-        for (const s of sockets) s.destroy();
-        grpc.destroy();
-      }, graceMs);
-      cut.unref();
-      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, graceMs + 100).unref())]);
-      clearTimeout(cut);
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+      // Whatever is still open after the grace period is cut.
       for (const s of sockets) s.destroy();
       grpc.destroy();
     },

@@ -281,8 +281,7 @@ export async function runImport(
             await containerd.content.abortIngest(ref);
             writer = await containerd.content.openWriter(ref, { total: d.size, expected: d.digest, lease, signal });
           }
-          for (let off = 0; off < bytes.length; off += maxChunkBytes)
-            await writer.write(bytes.subarray(off, off + maxChunkBytes));
+          await writeChunked(writer, bytes);
           if ((await writer.commit(labels)) === 'committed') return;
         } catch (err) {
           writer?.close();
@@ -343,8 +342,7 @@ export async function runImport(
     const hash = offset === 0 ? createHash('sha256') : undefined;
     try {
       await receive(b, offset, hash, fetchSignal, pacer, async (data) => {
-        for (let off = 0; off < data.length; off += maxChunkBytes)
-          await writer.write(data.subarray(off, off + maxChunkBytes));
+        await writeChunked(writer, data);
       });
       await writer.commit();
       progress.blobsTransferred++;
@@ -501,8 +499,7 @@ export async function runImport(
         dir.disableWrites();
         metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
         for await (const part of createReadStream(dir.blobPath(b.digest), { start: writer.offset }))
-          for (let off = 0; off < (part as Buffer).length; off += maxChunkBytes)
-            await writer.write((part as Buffer).subarray(off, off + maxChunkBytes));
+          await writeChunked(writer, part as Buffer);
       }
       await writer.commit();
     } finally {
@@ -534,6 +531,12 @@ export async function runImport(
     }
     return all;
   }
+}
+
+/** Writes `data` to a containerd ingest in pieces of at most maxChunkBytes (its message size). */
+async function writeChunked(writer: ContentWriter, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length; off += maxChunkBytes)
+    await writer.write(data.subarray(off, off + maxChunkBytes));
 }
 
 /**

@@ -59,13 +59,7 @@ export function tlsServerOptions(material: TlsMaterial): TlsOptions {
  * Node TLS client options (for HTTPS) that accept only a server whose certificate (signed by `ca`) names `expected`.
  */
 export function tlsClientOptions(material: TlsMaterial, expected: PeerIdentity): ConnectionOptions {
-  return {
-    ca: material.ca,
-    cert: material.cert,
-    key: material.key,
-    minVersion: 'TLSv1.3',
-    checkServerIdentity: serverIdentityCheck(expected),
-  };
+  return { secureContext: secureContextOf(material), checkServerIdentity: serverIdentityCheck(expected) };
 }
 
 /**
