@@ -1,0 +1,62 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { KubeEventRecorder } from '../../../src/controller/events.ts';
+import type { EventTarget } from '../../../src/controller/events.ts';
+import { ManualClock } from '../../../src/runtime/clock.ts';
+import type { KubeClient } from '../../../src/runtime/kube.ts';
+import type { Logger } from '../../../src/runtime/logging.ts';
+
+const target: EventTarget = { apiVersion: 'v1', kind: 'Pod', name: 'app-1', namespace: 'team', uid: 'pod-1' };
+
+/** An API client whose writes wait until the test lets them finish, recording the order they were made in. */
+function fakeKube() {
+  const calls: string[] = [];
+  const pending: (() => void)[] = [];
+  const write = (what: string) => () => {
+    calls.push(what);
+    return new Promise<void>((resolve) => pending.push(resolve));
+  };
+  const kube = { create: write('create'), mergePatch: write('patch') } as unknown as KubeClient;
+  /** Lets every write finish, and the ones queued behind them, until nothing waits (no timers involved). */
+  const releaseAll = async () => {
+    do {
+      pending.splice(0).forEach((resolve) => resolve());
+      await new Promise((resolve) => setImmediate(resolve));
+    } while (pending.length > 0);
+  };
+
+  return { kube, calls, pending, releaseAll };
+}
+
+const warnings: string[] = [];
+const log = {
+  warn: (m: string) => warnings.push(m),
+  info: () => undefined,
+  debug: () => undefined,
+} as unknown as Logger;
+
+describe('KubeEventRecorder: events in the background, in order', () => {
+  it('a repeat queued behind its first send counts into that Event instead of creating another', async () => {
+    const { kube, calls, pending, releaseAll } = fakeKube();
+    const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
+    const first = recorder.record(target, 'Normal', 'Salvaged', 'copied');
+    const second = recorder.record(target, 'Normal', 'Salvaged', 'copied');
+    await Promise.resolve();
+    assert.deepEqual(calls, ['create'], 'the second waits for the first');
+    assert.equal(pending.length, 1);
+    await releaseAll();
+    await Promise.all([first, second]);
+    assert.deepEqual(calls, ['create', 'patch']);
+  });
+
+  it('drops new Events beyond 1,000 waiting, and says so', async () => {
+    const { kube, calls, releaseAll } = fakeKube();
+    warnings.length = 0;
+    const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
+    const sends = Array.from({ length: 1_005 }, (_, i) => recorder.record(target, 'Normal', 'Step', `note ${i}`));
+    assert.equal(warnings.length, 5, '5 dropped');
+    await releaseAll();
+    await Promise.all(sends);
+    assert.equal(calls.length, 1_000);
+  });
+});
