@@ -13,7 +13,7 @@ export function parseOrExplain<C>(
     return { config: parse(argv, processInput().env) };
   } catch (err) {
     if (err instanceof HelpRequested) {
-      process.stdout.write(`${err.message}\n`);
+      process.stdout.write(`${err.text}\n`);
       return { exitCode: 0 };
     }
     if (err instanceof ConfigError) {

@@ -18,9 +18,12 @@ function usage(): string {
 const [name, ...rest] = process.argv.slice(2);
 const command = name ? commands[name] : undefined;
 if (!command) {
-  process.stderr.write(
-    `${name && name !== '--help' && name !== '-h' ? `tote: unknown command "${name}"\n\n` : ''}${usage()}\n`,
-  );
-  process.exit(name === '--help' || name === '-h' ? 0 : 2);
+  // Help asked for goes to stdout with success; anything else is a usage error on stderr.
+  if (name === '--help' || name === '-h') {
+    process.stdout.write(`${usage()}\n`);
+    process.exit(0);
+  }
+  process.stderr.write(`${name ? `tote: unknown command "${name}"\n\n` : ''}${usage()}\n`);
+  process.exit(2);
 }
 process.exitCode = await command.run(rest);
