@@ -1,5 +1,6 @@
 // KubeClient and error conversion against the real API server: 404, 409 (AlreadyExists vs Conflict), 422, optimistic
 // locking on update, status and merge patch, create-or-get, JSON patch, delete preconditions.
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -23,6 +24,28 @@ async function rejectsWith(p: Promise<unknown>, kind: string, reason?: string): 
     return err;
   }
   assert.fail(`expected a ${kind} error`);
+}
+
+/** This process's established TCP connections to `port` (its socket fds matched against /proc/net/tcp{,6}). */
+function connectionsTo(port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const link = readlinkSync(`/proc/self/fd/${fd}`);
+      if (link.startsWith('socket:[')) inodes.add(link.slice('socket:['.length, -1));
+    } catch {
+      // closed while listing
+    }
+  }
+  let count = 0;
+  for (const table of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const remotePort = parseInt(f[2]?.split(':').pop() ?? '', 16);
+      if (remotePort === port && f[3] === '01' && inodes.has(f[9] ?? '')) count++;
+    }
+  }
+  return count;
 }
 
 describe('KubeClient (real API server)', () => {
@@ -145,5 +168,20 @@ describe('KubeClient (real API server)', () => {
     await rejectsWith(client.delete(resources.leases, 'l', ns.name, { uid: 'not-the-uid' }), 'conflict');
     assert.equal(await client.delete(resources.leases, 'l', ns.name, { uid: lease.metadata?.uid }), true);
     assert.equal(await client.delete(resources.leases, 'l', ns.name), false);
+  });
+
+  it('keeps its connections to the API server: a run of calls reuses one, not a TLS handshake each', async (t) => {
+    const ns = await testNamespace(env, t);
+    const port = Number(new URL(kubeConfig(env).getCurrentCluster()?.server ?? '').port);
+    const fresh = new KubeClient(kubeConfig(env));
+    const before = connectionsTo(port);
+    for (let i = 0; i < 30; i++) await fresh.getOrUndefined(resources.configMaps, `absent-${i}`, ns.name);
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => fresh.getOrUndefined(resources.configMaps, `absent-${i}`, ns.name)),
+    );
+    // Idle keep-alive connections stay open for seconds: a connection per call would show here as 40.
+    const opened = connectionsTo(port) - before;
+    assert.ok(opened >= 1, 'the calls went over TCP connections this process holds');
+    assert.ok(opened <= 11, `${opened} connections for 40 calls`);
   });
 });
