@@ -22,6 +22,8 @@ export interface AgentChannelsOptions {
 }
 
 interface Channel {
+  /** The agent's address when the channel was opened: an agent answering elsewhere gets a new channel. */
+  readonly address: string;
   readonly client: AgentClient;
   /** Calls running on it; it is never closed while this is above 0. */
   inUse: number;
@@ -34,7 +36,7 @@ export class AgentChannels {
   readonly #connect: typeof connectAgent;
   readonly #idleMs: number;
   readonly #maxOpen: number;
-  /** By node@address, least recently used first (a use moves a channel to the end). */
+  /** By node, least recently used first (a use moves a channel to the end). */
   readonly #channels = new Map<string, Channel>();
   /** Replaced channels (the agent moved) still running a call: closed when it ends. */
   readonly #retired = new Set<Channel>();
@@ -94,18 +96,20 @@ export class AgentChannels {
 
   #borrow(endpoint: AgentEndpoint): Channel {
     if (this.#closed) throw new Error('agent channels are closed (controller stopping)');
-    const key = `${endpoint.node}@${endpoint.address}`;
+    const key = endpoint.node;
     let channel = this.#channels.get(key);
-    if (channel) {
-      this.#channels.delete(key);
-    } else {
-      this.#retire(endpoint.node);
+    if (channel) this.#channels.delete(key);
+    if (channel && channel.address !== endpoint.address) {
+      this.#retire(channel);
+      channel = undefined;
+    }
+    if (!channel) {
       const client = this.#connect({
         address: endpoint.address,
         tls: this.#tls,
         server: { kind: 'agent', node: endpoint.node },
       });
-      channel = { client, inUse: 0, lastUsed: 0 };
+      channel = { address: endpoint.address, client, inUse: 0, lastUsed: 0 };
     }
     this.#channels.set(key, channel);
     channel.inUse++;
@@ -121,14 +125,10 @@ export class AgentChannels {
     if (channel.inUse === 0 && this.#retired.delete(channel)) channel.client.close();
   }
 
-  /** The agent of `node` answers at a new address: its old channel goes, now or when its last call ends. */
-  #retire(node: string): void {
-    for (const [key, channel] of this.#channels) {
-      if (!key.startsWith(`${node}@`)) continue;
-      this.#channels.delete(key);
-      if (channel.inUse === 0) channel.client.close();
-      else this.#retired.add(channel);
-    }
+  /** The agent answers at a new address: its old channel goes, now or when its last call ends. */
+  #retire(channel: Channel): void {
+    if (channel.inUse === 0) channel.client.close();
+    else this.#retired.add(channel);
   }
 
   #evictOverCap(): void {

@@ -3,8 +3,10 @@
 // once, not once per record, and never for a node's whole inventory.
 //
 // Concurrency: everything here runs on the event loop. Concurrent questions with the same key share one in-flight
-// promise. Questions about different images to one node asked within a short window, or while they wait for a free
-// slot, travel together in one ListImages call. At most `maxInflightQueries` queries (ListImages, ResolveTag) run at
+// promise. Questions to one node asked within a short window, or while they wait for a free slot, travel together:
+// the digests in one ListImages call, the tags as ResolveTag calls side by side on the same channel. So a burst that
+// asks all nodes about twenty images visits each node about once, instead of once per image (on a cluster with more
+// nodes than open channels, every visit after the first would be a new TLS handshake). At most `maxInflightQueries` queries (ListImages, ResolveTag) run at
 // once across all agents, the rest wait their turn in order, so locating an image on a large cluster is a steady
 // trickle of calls, not hundreds of TLS handshakes at once. Imports, pushes and removals (client()) are not bounded
 // here: policies bound transfers.
@@ -18,6 +20,8 @@ import { AgentChannels } from './agent-channels.ts';
 /** Where the controller finds agent Leases; an informer in production, anything listable in tests. */
 export interface LeaseSource {
   list(): V1Lease[];
+  /** Moves whenever the Leases change (Informer.revision); without it the live agents are worked out on every call. */
+  readonly revision?: number;
 }
 
 export interface AgentDirectoryOptions {
@@ -49,18 +53,28 @@ export interface AgentLoad {
 
 /** Bounds the answer cache on large clusters; stale entries are pruned when it grows past this. */
 const maxCachedAnswers = 50_000;
-/** Digests asked of one node in one call at most; more start another call. */
-const maxDigestsPerCall = 256;
+/** Questions (digests and tags) sent to one node in one batch at most; more start another batch. */
+const maxQuestionsPerBatch = 256;
+/** How long "node N's record of a tag points at digest D" hints where D is (holderHints). */
+const holderHintTtlMs = 60_000;
+/** Bounds the holder hints: older ones are pruned when more digests than this are hinted. */
+const maxHintedDigests = 10_000;
 
-interface Waiter {
-  resolve: (image: AgentImage | undefined) => void;
+interface Waiter<T> {
+  resolve: (value: T) => void;
   reject: (err: unknown) => void;
 }
 
-/** Questions to one node not sent yet, by digest. */
+/** Questions to one node not sent yet: images by digest, tags by reference. */
 interface Batch {
   node: string;
-  questions: Map<string, Waiter[]>;
+  digests: Map<string, Waiter<AgentImage | undefined>[]>;
+  references: Map<string, Waiter<string | undefined>[]>;
+}
+
+interface CachedAnswer {
+  at: number;
+  value: Promise<unknown>;
 }
 
 export class AgentDirectory {
@@ -71,10 +85,16 @@ export class AgentDirectory {
   readonly #windowMs: number;
   readonly #channels: AgentChannels;
   readonly #limiter: QueryLimiter;
-  readonly #answers = new Map<string, { at: number; value: Promise<unknown> }>();
+  /** By node, then question ("image|<digest>", "resolve|<reference>"): invalidating a node is one delete. */
+  readonly #answers = new Map<string, Map<string, CachedAnswer>>();
+  #answerCount = 0;
   readonly #fanOuts = new Map<string, Promise<unknown>>();
   /** Per node, the batch still taking questions. */
   readonly #collecting = new Map<string, Batch>();
+  /** By digest: the nodes whose record of a tag pointed at it lately, and when they said so. */
+  readonly #holderHints = new Map<string, Map<string, number>>();
+  /** alive() as last worked out, valid while the Leases have not changed and no endpoint in it has expired. */
+  #alive: { revision: number; validUntil: number; endpoints: ReadonlyMap<string, AgentEndpoint> } | undefined;
 
   constructor(options: AgentDirectoryOptions) {
     this.#leases = options.leases;
@@ -92,15 +112,25 @@ export class AgentDirectory {
     });
   }
 
-  /** Agents whose Lease is current, by node. */
-  alive(): Map<string, AgentEndpoint> {
+  /**
+   * Agents whose Lease is current, by node. Every query asks this, so on a cluster of hundreds of nodes it is worked
+   * out again only when a Lease changed or one of the endpoints expired, not per call.
+   */
+  alive(): ReadonlyMap<string, AgentEndpoint> {
     const now = this.#clock.now();
-    const out = new Map<string, AgentEndpoint>();
+    const revision = this.#leases.revision;
+    const memo = this.#alive;
+    if (memo && revision !== undefined && memo.revision === revision && now < memo.validUntil) return memo.endpoints;
+    const endpoints = new Map<string, AgentEndpoint>();
+    let validUntil = Infinity;
     for (const lease of this.#leases.list()) {
       const endpoint = endpointFromLease(lease);
-      if (endpoint && endpoint.aliveUntil > now) out.set(endpoint.node, endpoint);
+      if (!endpoint || endpoint.aliveUntil <= now) continue;
+      endpoints.set(endpoint.node, endpoint);
+      validUntil = Math.min(validUntil, endpoint.aliveUntil);
     }
-    return out;
+    if (revision !== undefined) this.#alive = { revision, validUntil, endpoints };
+    return endpoints;
   }
 
   /**
@@ -121,22 +151,50 @@ export class AgentDirectory {
    * @throws when the node has no live agent or it does not answer in time.
    */
   image(node: string, digest: string, options: { fresh?: boolean } = {}): Promise<AgentImage | undefined> {
-    return this.#cached(`image|${node}|${digest}`, options.fresh, () => this.#ask(node, digest));
+    return this.#cached(node, `image|${digest}`, options.fresh, () =>
+      this.#ask(node, (batch) => batch.digests, digest),
+    );
   }
 
-  /** The digest `node`'s own record of `reference` points at (undefined: none), cached like image(). */
+  /**
+   * The digest `node`'s own record of `reference` points at (undefined: none), cached like image(). An answer also
+   * hints that the node holds that digest (holderHints).
+   */
   resolve(node: string, reference: string, options: { fresh?: boolean } = {}): Promise<string | undefined> {
-    return this.#cached(`resolve|${node}|${reference}`, options.fresh, async () => {
-      try {
-        const answer = await this.#limiter.run(() =>
-          this.#query(node, (client) => client.resolveTag(reference, { timeoutMs: this.#timeout })),
-        );
-        return answer.digest;
-      } catch (err) {
-        if (isToteError(err, 'not-found')) return undefined;
-        throw err;
-      }
+    return this.#cached(node, `resolve|${reference}`, options.fresh, async () => {
+      const digest = await this.#ask(node, (batch) => batch.references, reference);
+      if (digest) this.#hint(digest, node);
+      return digest;
     });
+  }
+
+  /**
+   * Nodes whose record of some tag pointed at `digest` within the last minute: where to look for the image first,
+   * before asking every agent. Only a hint: the node's copy may be incomplete or gone since.
+   */
+  holderHints(digest: string): string[] {
+    const now = this.#clock.now();
+    const nodes = this.#holderHints.get(digest);
+    if (!nodes) return [];
+    return [...nodes].filter(([, at]) => now - at < holderHintTtlMs).map(([node]) => node);
+  }
+
+  #hint(digest: string, node: string): void {
+    const now = this.#clock.now();
+    let nodes = this.#holderHints.get(digest);
+    if (!nodes) {
+      if (this.#holderHints.size >= maxHintedDigests) {
+        for (const [d, byNode] of this.#holderHints)
+          if ([...byNode.values()].every((at) => now - at >= holderHintTtlMs)) this.#holderHints.delete(d);
+        // Still full of fresh hints: the oldest digest makes room (hints are an optimisation, never needed).
+        if (this.#holderHints.size >= maxHintedDigests) {
+          const oldest = this.#holderHints.keys().next().value;
+          if (oldest !== undefined) this.#holderHints.delete(oldest);
+        }
+      }
+      this.#holderHints.set(digest, (nodes = new Map()));
+    }
+    nodes.set(node, now);
   }
 
   /** Open channels and queries running or waiting now. */
@@ -148,38 +206,59 @@ export class AgentDirectory {
     };
   }
 
-  #ask(node: string, digest: string): Promise<AgentImage | undefined> {
+  /** Adds a question to `node`'s open batch (opening one if needed); `kind` picks the batch's digests or tags. */
+  #ask<T>(node: string, kind: (batch: Batch) => Map<string, Waiter<T>[]>, question: string): Promise<T> {
     let batch = this.#collecting.get(node);
     if (!batch) {
-      const opened: Batch = { node, questions: new Map() };
+      const opened: Batch = { node, digests: new Map(), references: new Map() };
       this.#collecting.set(node, opened);
       this.#clock.setTimeout(() => this.#send(opened), this.#windowMs);
       batch = opened;
     }
-    const waiters = batch.questions.get(digest) ?? [];
-    batch.questions.set(digest, waiters);
-    const answer = new Promise<AgentImage | undefined>((resolve, reject) => waiters.push({ resolve, reject }));
-    if (batch.questions.size >= maxDigestsPerCall) this.#collecting.delete(node);
+    const questions = kind(batch);
+    const waiters = questions.get(question) ?? [];
+    questions.set(question, waiters);
+    const answer = new Promise<T>((resolve, reject) => waiters.push({ resolve, reject }));
+    if (batch.digests.size + batch.references.size >= maxQuestionsPerBatch) this.#collecting.delete(node);
     return answer;
   }
 
-  /** Queues the batch for a slot; it takes questions until the slot is its own. */
+  /**
+   * Queues the batch for a slot; it takes questions until the slot is its own. Then one ListImages for its digests
+   * and one ResolveTag per tag go out together on the node's channel. A call's failure fails its own questions; a
+   * node without a live agent fails them all.
+   */
   #send(batch: Batch): void {
+    const options = { timeoutMs: this.#timeout };
     this.#limiter
       .run(() => {
         if (this.#collecting.get(batch.node) === batch) this.#collecting.delete(batch.node);
-        const digests = [...batch.questions.keys()];
-        return this.#query(batch.node, (client) => client.listImages(digests, { timeoutMs: this.#timeout }));
+        return this.#query(batch.node, (client) => {
+          const calls: Promise<void>[] = [...batch.references].map(([reference, waiters]) =>
+            client.resolveTag(reference, options).then(
+              (answer) => settle(waiters, answer.digest),
+              (err: unknown) => (isToteError(err, 'not-found') ? settle(waiters, undefined) : fail(waiters, err)),
+            ),
+          );
+          if (batch.digests.size > 0)
+            calls.push(
+              client.listImages([...batch.digests.keys()], options).then(
+                (images) => {
+                  const byDigest = new Map(images.map((image) => [image.digest, image]));
+                  for (const [digest, waiters] of batch.digests) settle(waiters, byDigest.get(digest));
+                },
+                (err: unknown) => {
+                  for (const waiters of batch.digests.values()) fail(waiters, err);
+                },
+              ),
+            );
+          return Promise.all(calls);
+        });
       })
-      .then(
-        (images) => {
-          const byDigest = new Map(images.map((image) => [image.digest, image]));
-          for (const [digest, waiters] of batch.questions) for (const w of waiters) w.resolve(byDigest.get(digest));
-        },
-        (err: unknown) => {
-          for (const waiters of batch.questions.values()) for (const w of waiters) w.reject(err);
-        },
-      );
+      .catch((err: unknown) => {
+        // Reached only when no call could be made: a waiter already answered ignores this.
+        for (const waiters of [...batch.digests.values(), ...batch.references.values()]) fail(waiters, err);
+      });
   }
 
   #query<T>(node: string, call: (client: AgentClient) => Promise<T>): Promise<T> {
@@ -188,22 +267,36 @@ export class AgentDirectory {
     return this.#channels.use(endpoint, call);
   }
 
-  /** Concurrent callers of one key share one call; failures are not cached. */
-  #cached<T>(key: string, fresh: boolean | undefined, load: () => Promise<T>): Promise<T> {
+  /** Concurrent callers of one question to a node share one call; failures are not cached. */
+  #cached<T>(node: string, key: string, fresh: boolean | undefined, load: () => Promise<T>): Promise<T> {
     const now = this.#clock.now();
-    const hit = this.#answers.get(key);
+    let answers = this.#answers.get(node);
+    const hit = answers?.get(key);
     if (hit && !fresh && now - hit.at < this.#ttl) return hit.value as Promise<T>;
     const value = load();
-    this.#answers.set(key, { at: now, value });
+    if (!answers) this.#answers.set(node, (answers = new Map()));
+    if (!answers.has(key)) this.#answerCount++;
+    answers.set(key, { at: now, value });
     value.catch(() => {
-      if (this.#answers.get(key)?.value === value) this.#answers.delete(key);
+      const current = this.#answers.get(node);
+      if (current?.get(key)?.value === value) {
+        current.delete(key);
+        this.#answerCount--;
+      }
     });
-    if (this.#answers.size > maxCachedAnswers) this.#prune(now);
+    if (this.#answerCount > maxCachedAnswers) this.#prune(now);
     return value;
   }
 
   #prune(now: number): void {
-    for (const [key, entry] of this.#answers) if (now - entry.at >= this.#ttl) this.#answers.delete(key);
+    for (const [node, answers] of this.#answers) {
+      for (const [key, entry] of answers) {
+        if (now - entry.at < this.#ttl) continue;
+        answers.delete(key);
+        this.#answerCount--;
+      }
+      if (answers.size === 0) this.#answers.delete(node);
+    }
   }
 
   /**
@@ -221,13 +314,23 @@ export class AgentDirectory {
 
   /** Forgets what is cached about a node (after an import or a removal changed it). */
   invalidate(node: string): void {
-    for (const key of this.#answers.keys()) if (key.split('|')[1] === node) this.#answers.delete(key);
+    this.#answerCount -= this.#answers.get(node)?.size ?? 0;
+    this.#answers.delete(node);
   }
 
   close(): void {
     this.#channels.close();
     this.#answers.clear();
+    this.#answerCount = 0;
   }
+}
+
+function settle<T>(waiters: Waiter<T>[], value: T): void {
+  for (const w of waiters) w.resolve(value);
+}
+
+function fail(waiters: readonly { reject: (err: unknown) => void }[], err: unknown): void {
+  for (const w of waiters) w.reject(err);
 }
 
 /** Runs at most `max` tasks at once; the others start in the order they came as slots free up. */

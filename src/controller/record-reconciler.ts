@@ -350,8 +350,8 @@ function observeLocation(
 }
 
 /**
- * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) hint where
- * to look first; only when no hinted node has a complete copy are all agents asked, so on a cluster whose kubelets
+ * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) and the
+ * agents' answers when the tag was resolved hint where to look first; only when no hinted node has a complete copy are all agents asked, so on a cluster whose kubelets
  * list images a burst of records costs a few calls per image, not one per node. Without hints the directory batches
  * and bounds the questions: about one call per node for all images of a burst, a few at a time.
  */
@@ -369,7 +369,12 @@ async function findCandidates(
   // rounds, not 200 (measured: 100,000 pending per-node questions and a 500 MB heap on 500 nodes before this).
   const alive = [...c.agents.alive().keys()].filter((node) => samePlatformAs(c, node, platform));
   const repository = repositoryOf(record.spec.imageRef);
-  const hinted = new Set(repository ? nodesListingDigest(c.caches.nodes.list(), repository, digest) : []);
+  const hinted = new Set([
+    ...(repository ? nodesListingDigest(c.caches.nodes.list(), repository, digest) : []),
+    // Nodes whose record of the tag pointed at this digest when it was resolved: on a cluster whose kubelets do not
+    // list the image, resolving the tag already found where it is.
+    ...c.agents.holderHints(digest),
+  ]);
   const round = `holders|${digest}|${platform ?? ''}|${fresh}`;
   const notTarget = (r: Holders): Holders => ({
     candidates: r.candidates.filter((x) => x.node !== target),

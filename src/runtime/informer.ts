@@ -164,6 +164,7 @@ export class Informer<T extends KubernetesObject> {
   #relistDue = false;
   #watchRestarts = 0;
   #relists = 0;
+  #revision = 0;
   #lastError: string | undefined;
 
   constructor(options: InformerOptions<T>) {
@@ -240,6 +241,14 @@ export class Informer<T extends KubernetesObject> {
       if (obj) out.push(obj);
     }
     return out;
+  }
+
+  /**
+   * Counts changes to the cache (an object added, replaced or removed): callers that derive something from the whole
+   * cache (say, the live agents from their Leases) recompute it only when this moved.
+   */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** The resourceVersion the cache is current at. */
@@ -434,6 +443,7 @@ export class Informer<T extends KubernetesObject> {
     const key = objectKey(obj);
     const old = this.#items.get(key);
     this.#items.set(key, obj);
+    this.#revision++;
     this.#reindex(key, old, obj);
     for (const h of this.#handlers) {
       if (old === undefined) this.#call(() => h.add?.(obj));
@@ -447,6 +457,7 @@ export class Informer<T extends KubernetesObject> {
     const old = this.#items.get(key);
     if (!old) return;
     this.#items.delete(key);
+    this.#revision++;
     this.#reindex(key, old, undefined);
     for (const h of this.#handlers) this.#call(() => h.delete?.(obj));
   }

@@ -2,7 +2,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Lease } from '@kubernetes/client-node';
 import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
-import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
+import type {
+  AgentClient,
+  AgentClientOptions,
+  AgentImage,
+  ImportResponse,
+  ResolveTagResponse,
+} from '../../../src/agentapi/index.ts';
+import { ToteError } from '../../../src/api/index.ts';
 import { AgentDirectory } from '../../../src/controller/agents.ts';
 import type { AgentDirectoryOptions } from '../../../src/controller/agents.ts';
 import { ManualClock, settle } from '../../../src/runtime/clock.ts';
@@ -32,6 +39,7 @@ interface FakeChannel {
   address: string;
   closed: boolean;
   lists: { digests: readonly string[]; answer: Deferred<AgentImage[]> }[];
+  resolves: { reference: string; answer: Deferred<ResolveTagResponse> }[];
   imports: Deferred<ImportResponse>[];
 }
 
@@ -51,7 +59,14 @@ const image = (d: string): AgentImage => ({
 function fakeConnect(channels: FakeChannel[]) {
   return (options: AgentClientOptions): AgentClient => {
     const node = options.server.kind === 'agent' ? options.server.node : '';
-    const channel: FakeChannel = { node, address: options.address, closed: false, lists: [], imports: [] };
+    const channel: FakeChannel = {
+      node,
+      address: options.address,
+      closed: false,
+      lists: [],
+      resolves: [],
+      imports: [],
+    };
     channels.push(channel);
     const unused = () => Promise.reject(new Error('not used in this test'));
     return {
@@ -63,7 +78,12 @@ function fakeConnect(channels: FakeChannel[]) {
         channel.lists.push({ digests, answer });
         return answer.promise;
       },
-      resolveTag: unused,
+      resolveTag: (reference) => {
+        assert.ok(!channel.closed, `call on the closed channel to ${node}`);
+        const answer = deferred<ResolveTagResponse>();
+        channel.resolves.push({ reference, answer });
+        return answer.promise;
+      },
       describePlan: unused,
       readBlob: () => ({
         [Symbol.asyncIterator]: () => ({ next: unused }),
@@ -98,8 +118,17 @@ function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
   const clock = new ManualClock();
   const channels: FakeChannel[] = [];
   const leases = nodes.map((n) => lease(n, clock));
+  const source = { revision: 0, listed: 0 };
   const directory = new AgentDirectory({
-    leases: { list: () => leases },
+    leases: {
+      list: () => {
+        source.listed++;
+        return leases;
+      },
+      get revision() {
+        return source.revision;
+      },
+    },
     tls: { ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) },
     clock,
     connect: fakeConnect(channels),
@@ -107,7 +136,7 @@ function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
   });
   const open = () => channels.filter((c) => !c.closed);
   const lists = () => channels.flatMap((c) => c.lists);
-  return { clock, channels, directory, leases, open, lists };
+  return { clock, channels, directory, leases, source, open, lists };
 }
 
 describe('agent directory', () => {
@@ -131,6 +160,62 @@ describe('agent directory', () => {
     assert.equal(lists().length, 2);
     lists()[1]?.answer.resolve([]);
     assert.equal(await fresh, undefined);
+  });
+
+  it('sends the tags and images asked of one node together, on one channel and in one query slot', async () => {
+    const { clock, channels, directory, lists } = setup(['node-a', 'node-b'], { maxInflightQueries: 1 });
+    const tagA = directory.resolve('node-a', 'registry.example/app:v1');
+    const imageA = directory.image('node-a', digest);
+    const gone = directory.resolve('node-a', 'registry.example/app:v0');
+    const tagB = directory.resolve('node-b', 'registry.example/app:v1');
+    await clock.advance(5);
+    const [a] = channels;
+    assert.equal(channels.length, 1, 'node-b waits for the only slot');
+    assert.deepEqual(
+      a?.resolves.map((r) => r.reference),
+      ['registry.example/app:v1', 'registry.example/app:v0'],
+    );
+    assert.equal(lists().length, 1);
+    // Questions asked of node-b while it waits for the slot join its batch.
+    const imageB = directory.image('node-b', digest);
+    a?.resolves[0]?.answer.resolve({ name: 'registry.example/app:v1', digest });
+    a?.resolves[1]?.answer.reject(new ToteError('not-found', 'NotFound', 'no such tag'));
+    await settle();
+    assert.equal(channels.length, 1, 'the slot is held until every call of the batch answered');
+    lists()[0]?.answer.resolve([image(digest)]);
+    assert.equal(await tagA, digest);
+    assert.equal(await gone, undefined);
+    assert.equal((await imageA)?.digest, digest);
+    await settle();
+    assert.equal(channels.length, 2);
+    assert.equal(channels[1]?.resolves.length, 1);
+    assert.deepEqual([...(channels[1]?.lists[0]?.digests ?? [])], [digest]);
+    channels[1]?.resolves[0]?.answer.reject(new Error('connection reset'));
+    channels[1]?.lists[0]?.answer.resolve([]);
+    await assert.rejects(tagB, /connection reset/);
+    assert.equal(await imageB, undefined, "one call's failure fails only its own questions");
+    // Where the tag pointed is a hint of where the image is.
+    assert.deepEqual(directory.holderHints(digest), ['node-a']);
+    assert.deepEqual(directory.holderHints(other), []);
+    await clock.advance(60_000);
+    assert.deepEqual(directory.holderHints(digest), [], 'hints expire');
+  });
+
+  it('works out the live agents again only when a Lease changed or one expired', async () => {
+    const { clock, directory, leases, source } = setup(['node-a', 'node-b']);
+    assert.deepEqual([...directory.alive().keys()], ['node-a', 'node-b']);
+    const listed = source.listed;
+    directory.alive();
+    directory.alive();
+    assert.equal(source.listed, listed, 'unchanged Leases are not read again');
+    const b = leases[1];
+    assert.ok(b?.spec);
+    b.spec.leaseDurationSeconds = 10;
+    source.revision++;
+    assert.equal(directory.alive().size, 2);
+    assert.equal(source.listed, listed + 1);
+    await clock.advance(10_000);
+    assert.deepEqual([...directory.alive().keys()], ['node-a'], 'an expired agent drops out without a Lease change');
   });
 
   it('runs at most maxInflightQueries queries at once; questions to a waiting node join its call', async () => {
@@ -251,12 +336,13 @@ describe('agent directory', () => {
   });
 
   it('closes the channel to an agent that moved once its call ends', async () => {
-    const { clock, directory, channels, leases } = setup(['node-a']);
+    const { clock, directory, channels, leases, source } = setup(['node-a']);
     const client = directory.client('node-a');
     assert.ok(client);
     const importing = client.import({ digest, sourceAddress: 'x', sourceNode: 'node-b', token: 't' });
     await settle();
     leases[0] = lease('node-a', clock, '10.0.9.9:7443');
+    source.revision++;
     const answer = directory.image('node-a', digest);
     await clock.advance(5);
     assert.equal(channels.length, 2);
