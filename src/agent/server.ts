@@ -445,6 +445,8 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const server = new Server({
     'grpc.max_send_message_length': 16 * 1024 * 1024,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    // No channelz service is served: do not pay for its bookkeeping per connection (see agentapi/client.ts).
+    'grpc.enable_channelz': 0,
   });
   server.addService(agentServiceDefinition, service);
   server.addService(HealthService, health);

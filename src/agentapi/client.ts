@@ -137,6 +137,9 @@ export function connectAgent(options: AgentClientOptions): AgentClient {
     'grpc-node.flow_control_window': flowControlWindowBytes,
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
+    // Channelz (on by default) registers every channel, subchannel and socket and traces their events: memory per
+    // channel for a debugging service tote does not serve, on a controller that dials hundreds of agents.
+    'grpc.enable_channelz': 0,
   });
   const unaryTimeout = options.timeoutMs ?? defaultUnaryTimeoutMs;
   const deadline = (o: AgentCallOptions | undefined, fallback: number) => ({
