@@ -26,6 +26,12 @@ const result = await build({
   format: 'esm',
   target: 'node24',
   sourcemap: true,
+  // Node keeps the whole module source in the heap (functions compile lazily from it): comments and indentation
+  // dropped, it is 3.3 instead of 5.1 MB, and ASCII only (esbuild escapes the rest; a comment it kept with one
+  // non-ASCII character made it a two-byte string, 10 MB). Names are kept, so stack traces still read; the source map
+  // beside it maps positions back (node --enable-source-maps).
+  minifyWhitespace: true,
+  minifySyntax: true,
   // Licences of bundled code stay beside it, as the node_modules tree they replace carried them.
   legalComments: 'linked',
   // Some dependencies are CommonJS and call require(); an ES module has none of its own.
