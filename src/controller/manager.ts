@@ -161,7 +161,9 @@ export async function startController(settings: ControllerSettings): Promise<Run
     },
     machine: { ...defaultMachineSettings, ...settings.machine },
     enqueueRecord: (key) => queues.records.add(key),
-    enqueuePolicy: (name) => queues.policies.addAfter(name, 1_000),
+    // Record changes reach their policy's counters at most every 5 s: a burst of 200 records changing phase makes a
+    // handful of policy status writes, not one a second for its whole length.
+    enqueuePolicy: (name) => queues.policies.addAfter(name, 5_000),
   };
   metrics.observeAgentLoad(() => c.agents.load());
   wireHandlers(c, caches, queues, config.namespaces);
