@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { ToteError } from '../api/errors.ts';
 import type { Containerd, ImageRecord } from '../containerd/index.ts';
 import { criManagedLabel, criManagedValue, criPinnedLabel, criPinnedValue } from '../containerd/index.ts';
-import { parseReference, withIdentifiers, defaultTag } from '../registry/reference.ts';
+import { parseReference } from '../registry/reference.ts';
 import { isIndexType, maxDocumentBytes, parseIndex, planImage } from './oci.ts';
 import type { ImagePlan, OciDescriptor, Platform } from './oci.ts';
 
@@ -198,17 +198,6 @@ export async function listNodeImages(
   };
   await Promise.all(Array.from({ length: Math.min(describeConcurrency, groups.length) }, worker));
   return out.sort((a, b) => a.digest.localeCompare(b.digest));
-}
-
-/**
- * The normalised record name CRI would use for `reference` (`nginx` → `docker.io/library/nginx:latest`), or the
- * digest/id itself for `sha256:…`.
- */
-export function recordNameFor(reference: string): string {
-  if (/^sha256:[a-f0-9]{64}$/.test(reference)) return reference;
-  const ref = parseReference(reference);
-  if (ref.digest !== undefined) return withIdentifiers(ref, { digest: ref.digest }).toString();
-  return withIdentifiers(ref, { tag: ref.tag ?? defaultTag }).toString();
 }
 
 /** The repository part of a normalised name (`docker.io/library/nginx:1.25` → `docker.io/library/nginx`). */

@@ -34,7 +34,8 @@ import {
 } from '../agentapi/index.ts';
 import type { PeerIdentity, TlsMaterial } from '../agentapi/index.ts';
 import { RegistryClient, staticCredentials } from '../registry/index.ts';
-import { listNodeImages, localPlan, missingBlobs, recordNameFor, rootOf } from './images.ts';
+import { listNodeImages, localPlan, missingBlobs, rootOf } from './images.ts';
+import { recordNameFor } from '../registry/index.ts';
 import type { NodeImage } from './images.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
 import { checkPeerToken, openBlobForPeer, requireDigest } from './blob-service.ts';
@@ -219,7 +220,13 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     listImages: unary<pb.ListImagesRequest, pb.ListImagesResponse>('list', async (req, peer) => {
       requireController(peer, 'ListImages');
       req.digests.forEach((d) => requireDigest(d));
-      return { images: (await listNodeImages(containerd, platform, req.digests)).map(toPbImage) };
+      if (req.names.length === 0)
+        return { images: (await listNodeImages(containerd, platform, req.digests)).map(toPbImage) };
+      // Names (the controller resolving tags): their records' digests, plus any digests asked; none found is none.
+      const named = await Promise.all(req.names.map((n) => containerd.images.get(recordNameFor(n))));
+      const digests = [...new Set([...req.digests, ...named.flatMap((r) => (r ? [r.target.digest] : []))])];
+      if (digests.length === 0) return { images: [] };
+      return { images: (await listNodeImages(containerd, platform, digests)).map(toPbImage) };
     }),
 
     resolveTag: unary<pb.ResolveTagRequest, pb.ResolveTagResponse>('list', async (req, peer) => {

@@ -40,7 +40,8 @@ import {
 } from '../containerd/index.ts';
 import { parseReference } from '../registry/reference.ts';
 import type { ContentDir } from './content-dir.ts';
-import { readLocalDocument, recordNameFor } from './images.ts';
+import { readLocalDocument } from './images.ts';
+import { recordNameFor } from '../registry/index.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { maxDocumentBytes, planImage } from './oci.ts';
 import type { ImagePlan, OciDescriptor, PlannedBlob, Platform } from './oci.ts';

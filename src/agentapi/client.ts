@@ -90,6 +90,11 @@ export interface AgentClient {
   getNodeInfo(options?: AgentCallOptions): Promise<GetNodeInfoResponse>;
   /** Images by target digest; `digests` narrows the answer. */
   listImages(digests?: readonly string[], options?: AgentCallOptions): Promise<Image[]>;
+  /**
+   * The images records named by these references point at (ListImages by names): many tags resolved in one call, a
+   * tag with no record absent. An agent that predates names answers with every image, which still answers.
+   */
+  findImages(references: readonly string[], options?: AgentCallOptions): Promise<Image[]>;
   /** @throws ToteError `not-found` when the node has no record for the reference. */
   resolveTag(reference: string, options?: AgentCallOptions): Promise<ResolveTagResponse>;
   describePlan(
@@ -181,7 +186,9 @@ export function connectAgent(options: AgentClientOptions): AgentClient {
     address: options.address,
     getNodeInfo: (o) => unary('GetNodeInfo', client.getNodeInfo.bind(client), {}, o),
     listImages: async (digests = [], o) =>
-      (await unary('ListImages', client.listImages.bind(client), { digests: [...digests] }, o)).images,
+      (await unary('ListImages', client.listImages.bind(client), { digests: [...digests], names: [] }, o)).images,
+    findImages: async (references, o) =>
+      (await unary('ListImages', client.listImages.bind(client), { digests: [], names: [...references] }, o)).images,
     resolveTag: (reference, o) => unary(`ResolveTag ${reference}`, client.resolveTag.bind(client), { reference }, o),
     describePlan: (args, o) =>
       unary(

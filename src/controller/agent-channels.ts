@@ -75,6 +75,7 @@ export class AgentChannels {
       address: endpoint.address,
       getNodeInfo: (o) => this.use(endpoint, (c) => c.getNodeInfo(o)),
       listImages: (digests, o) => this.use(endpoint, (c) => c.listImages(digests, o)),
+      findImages: (references, o) => this.use(endpoint, (c) => c.findImages(references, o)),
       resolveTag: (reference, o) => this.use(endpoint, (c) => c.resolveTag(reference, o)),
       describePlan: (args, o) => this.use(endpoint, (c) => c.describePlan(args, o)),
       readBlob: (args, o) => this.#stream(endpoint, (c) => c.readBlob(args, o)),

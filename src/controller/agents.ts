@@ -4,16 +4,17 @@
 //
 // Concurrency: everything here runs on the event loop. Concurrent questions with the same key share one in-flight
 // promise. Questions to one node asked within a short window, or while they wait for a free slot, travel together:
-// the digests in one ListImages call, the tags as ResolveTag calls side by side on the same channel. So a burst that
-// asks all nodes about twenty images visits each node about once, instead of once per image (on a cluster with more
-// nodes than open channels, every visit after the first would be a new TLS handshake). At most `maxInflightQueries` queries (ListImages, ResolveTag) run at
+// the digests in one ListImages call, the tags in another (ListImages by names), side by side on the same channel. So
+// a burst that asks all nodes about twenty tags makes one call per node, instead of twenty ResolveTag calls (each
+// "not here" an error) and, on a cluster with more nodes than open channels, twenty TLS handshakes. At most `maxInflightQueries` queries (ListImages, ResolveTag) run at
 // once across all agents, the rest wait their turn in order, so locating an image on a large cluster is a steady
 // trickle of calls, not hundreds of TLS handshakes at once. Imports, pushes and removals (client()) are not bounded
 // here: policies bound transfers.
 import type { V1Lease } from '@kubernetes/client-node';
-import { endpointFromLease, isToteError } from '../api/index.ts';
+import { endpointFromLease } from '../api/index.ts';
 import type { AgentEndpoint } from '../api/index.ts';
 import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../agentapi/index.ts';
+import { recordNameFor } from '../registry/index.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { AgentChannels } from './agent-channels.ts';
 
@@ -161,8 +162,10 @@ export class AgentDirectory {
    * hints that the node holds that digest (holderHints).
    */
   resolve(node: string, reference: string, options: { fresh?: boolean } = {}): Promise<string | undefined> {
-    return this.#cached(node, `resolve|${reference}`, options.fresh, async () => {
-      const digest = await this.#ask(node, (batch) => batch.references, reference);
+    // Asked, and matched against the records' names, as the record name CRI keeps (the agent normalises the same way).
+    const name = recordNameFor(reference);
+    return this.#cached(node, `resolve|${name}`, options.fresh, async () => {
+      const digest = await this.#ask(node, (batch) => batch.references, name);
       if (digest) this.#hint(digest, node);
       return digest;
     });
@@ -225,8 +228,8 @@ export class AgentDirectory {
 
   /**
    * Queues the batch for a slot; it takes questions until the slot is its own. Then one ListImages for its digests
-   * and one ResolveTag per tag go out together on the node's channel. A call's failure fails its own questions; a
-   * node without a live agent fails them all.
+   * and one for its tags go out together on the node's channel. A call's failure fails its own questions; a node
+   * without a live agent fails them all.
    */
   #send(batch: Batch): void {
     const options = { timeoutMs: this.#timeout };
@@ -234,12 +237,22 @@ export class AgentDirectory {
       .run(() => {
         if (this.#collecting.get(batch.node) === batch) this.#collecting.delete(batch.node);
         return this.#query(batch.node, (client) => {
-          const calls: Promise<void>[] = [...batch.references].map(([reference, waiters]) =>
-            client.resolveTag(reference, options).then(
-              (answer) => settle(waiters, answer.digest),
-              (err: unknown) => (isToteError(err, 'not-found') ? settle(waiters, undefined) : fail(waiters, err)),
-            ),
-          );
+          const calls: Promise<void>[] = [];
+          if (batch.references.size > 0)
+            calls.push(
+              client.findImages([...batch.references.keys()], options).then(
+                (images) => {
+                  // A tag resolves to the image one of whose records it names; a tag named by none is not here.
+                  const digestOf = new Map(
+                    images.flatMap((image) => image.names.map((n) => [n, image.digest] as const)),
+                  );
+                  for (const [reference, waiters] of batch.references) settle(waiters, digestOf.get(reference));
+                },
+                (err: unknown) => {
+                  for (const waiters of batch.references.values()) fail(waiters, err);
+                },
+              ),
+            );
           if (batch.digests.size > 0)
             calls.push(
               client.listImages([...batch.digests.keys()], options).then(

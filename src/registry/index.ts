@@ -44,6 +44,7 @@ export {
   maxRepositoryNameLength,
   parseDigest,
   parseReference,
+  recordNameFor,
   withIdentifiers,
 } from './reference.ts';
 export type { ImageReference } from './reference.ts';

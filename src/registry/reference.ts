@@ -216,3 +216,15 @@ export function familiarName(ref: ImageReference): string {
   }
   return `${name}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
 }
+
+/**
+ * The name of the image record CRI keeps for `reference` (`nginx` → `docker.io/library/nginx:latest`; the tag dropped
+ * beside a digest), or the digest/id itself for `sha256:…`. Agents look records up by it and the controller matches
+ * record names against it, so the two always agree.
+ */
+export function recordNameFor(reference: string): string {
+  if (/^sha256:[a-f0-9]{64}$/.test(reference)) return reference;
+  const ref = parseReference(reference);
+  if (ref.digest !== undefined) return withIdentifiers(ref, { digest: ref.digest }).toString();
+  return withIdentifiers(ref, { tag: ref.tag ?? defaultTag }).toString();
+}

@@ -231,6 +231,14 @@ describe('hostile input at the agent', () => {
     }
   });
 
+  it('refuses ListImages by names given a malformed reference, naming it', async () => {
+    for (const name of ['Upper:1', 'a//b:1', '../../etc/passwd', 'x:', `x@sha256:${'a'.repeat(63)}`, '']) {
+      await refused('terminal', /^Invalid(ImageReference|Digest)$/, () =>
+        ctl.findImages(['registry.test/fine:1', name]),
+      );
+    }
+  });
+
   // --- TLS --------------------------------------------------------------------------------------------------------
 
   it('refuses a client that presents no certificate, at the TLS handshake', async () => {

@@ -86,6 +86,14 @@ for (const generation of generations)
       }
       const [listed] = await cluster.client(node).listImages([image.target.digest]);
       assert.equal(listed?.complete, true, `agent reports ${name} complete: missing ${listed?.missingDigests}`);
+      // By name (how the controller resolves tags): the image its record names, and nothing for a tag never pulled.
+      const found = await cluster.client(node).findImages([name, `${repo}:never-pulled`]);
+      assert.deepEqual(
+        found.map((i) => i.digest),
+        [image.target.digest],
+      );
+      assert.ok(found[0]?.names.includes(name), `${name} among ${found[0]?.names}`);
+      assert.deepEqual(await cluster.client(node).findImages([`${repo}:never-pulled`]), []);
     }
 
     async function readAllOf(node: TestNode, digest: string): Promise<Buffer> {

@@ -2,14 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Lease } from '@kubernetes/client-node';
 import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
-import type {
-  AgentClient,
-  AgentClientOptions,
-  AgentImage,
-  ImportResponse,
-  ResolveTagResponse,
-} from '../../../src/agentapi/index.ts';
-import { ToteError } from '../../../src/api/index.ts';
+import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
 import { AgentDirectory } from '../../../src/controller/agents.ts';
 import type { AgentDirectoryOptions } from '../../../src/controller/agents.ts';
 import { ManualClock, settle } from '../../../src/runtime/clock.ts';
@@ -39,7 +32,7 @@ interface FakeChannel {
   address: string;
   closed: boolean;
   lists: { digests: readonly string[]; answer: Deferred<AgentImage[]> }[];
-  resolves: { reference: string; answer: Deferred<ResolveTagResponse> }[];
+  finds: { references: readonly string[]; answer: Deferred<AgentImage[]> }[];
   imports: Deferred<ImportResponse>[];
 }
 
@@ -64,7 +57,7 @@ function fakeConnect(channels: FakeChannel[]) {
       address: options.address,
       closed: false,
       lists: [],
-      resolves: [],
+      finds: [],
       imports: [],
     };
     channels.push(channel);
@@ -78,12 +71,13 @@ function fakeConnect(channels: FakeChannel[]) {
         channel.lists.push({ digests, answer });
         return answer.promise;
       },
-      resolveTag: (reference) => {
+      findImages: (references) => {
         assert.ok(!channel.closed, `call on the closed channel to ${node}`);
-        const answer = deferred<ResolveTagResponse>();
-        channel.resolves.push({ reference, answer });
+        const answer = deferred<AgentImage[]>();
+        channel.finds.push({ references, answer });
         return answer.promise;
       },
+      resolveTag: unused,
       describePlan: unused,
       readBlob: () => ({
         [Symbol.asyncIterator]: () => ({ next: unused }),
@@ -167,36 +161,42 @@ describe('agent directory', () => {
     const tagA = directory.resolve('node-a', 'registry.example/app:v1');
     const imageA = directory.image('node-a', digest);
     const gone = directory.resolve('node-a', 'registry.example/app:v0');
+    // Asked as the record name CRI keeps: no tag is latest.
+    const latest = directory.resolve('node-a', 'registry.example/app');
     const tagB = directory.resolve('node-b', 'registry.example/app:v1');
     await clock.advance(5);
     const [a] = channels;
     assert.equal(channels.length, 1, 'node-b waits for the only slot');
     assert.deepEqual(
-      a?.resolves.map((r) => r.reference),
-      ['registry.example/app:v1', 'registry.example/app:v0'],
+      a?.finds.map((f) => [...f.references]),
+      [['registry.example/app:v1', 'registry.example/app:v0', 'registry.example/app:latest']],
+      'every tag in one call',
     );
     assert.equal(lists().length, 1);
     // Questions asked of node-b while it waits for the slot join its batch.
     const imageB = directory.image('node-b', digest);
-    a?.resolves[0]?.answer.resolve({ name: 'registry.example/app:v1', digest });
-    a?.resolves[1]?.answer.reject(new ToteError('not-found', 'NotFound', 'no such tag'));
+    a?.finds[0]?.answer.resolve([
+      { ...image(digest), names: ['registry.example/app:v1', 'registry.example/app@' + digest] },
+      { ...image(other), names: ['registry.example/app:latest'] },
+    ]);
     await settle();
     assert.equal(channels.length, 1, 'the slot is held until every call of the batch answered');
     lists()[0]?.answer.resolve([image(digest)]);
     assert.equal(await tagA, digest);
-    assert.equal(await gone, undefined);
+    assert.equal(await gone, undefined, 'a tag no record names is not on the node');
+    assert.equal(await latest, other);
     assert.equal((await imageA)?.digest, digest);
     await settle();
     assert.equal(channels.length, 2);
-    assert.equal(channels[1]?.resolves.length, 1);
+    assert.equal(channels[1]?.finds.length, 1);
     assert.deepEqual([...(channels[1]?.lists[0]?.digests ?? [])], [digest]);
-    channels[1]?.resolves[0]?.answer.reject(new Error('connection reset'));
+    channels[1]?.finds[0]?.answer.reject(new Error('connection reset'));
     channels[1]?.lists[0]?.answer.resolve([]);
     await assert.rejects(tagB, /connection reset/);
     assert.equal(await imageB, undefined, "one call's failure fails only its own questions");
     // Where the tag pointed is a hint of where the image is.
     assert.deepEqual(directory.holderHints(digest), ['node-a']);
-    assert.deepEqual(directory.holderHints(other), []);
+    assert.deepEqual(directory.holderHints(other), ['node-a']);
     await clock.advance(60_000);
     assert.deepEqual(directory.holderHints(digest), [], 'hints expire');
   });

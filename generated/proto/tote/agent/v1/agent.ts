@@ -131,8 +131,14 @@ export interface Image {
 }
 
 export interface ListImagesRequest {
-  /** Only images with these target digests; empty lists all. */
+  /** Only images with these target digests. With names empty too, every image is listed. */
   digests: string[];
+  /**
+   * Only images one of whose records is named by one of these references (normalised like ResolveTag): many tags
+   * resolved in one call. A tag with no record is simply absent from the answer. An agent that predates this field
+   * ignores it, so callers ask names without digests: such an agent then lists everything, which still answers.
+   */
+  names: string[];
 }
 
 export interface ListImagesResponse {
@@ -766,13 +772,16 @@ export const Image: MessageFns<Image> = {
 };
 
 function createBaseListImagesRequest(): ListImagesRequest {
-  return { digests: [] };
+  return { digests: [], names: [] };
 }
 
 export const ListImagesRequest: MessageFns<ListImagesRequest> = {
   encode(message: ListImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.digests) {
       writer.uint32(10).string(v!);
+    }
+    for (const v of message.names) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -798,6 +807,14 @@ export const ListImagesRequest: MessageFns<ListImagesRequest> = {
             message.digests.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -816,6 +833,7 @@ export const ListImagesRequest: MessageFns<ListImagesRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListImagesRequest>, I>>(object: I): ListImagesRequest {
     const message = createBaseListImagesRequest();
     message.digests = object.digests?.map((e) => e) || [];
+    message.names = object.names?.map((e) => e) || [];
     return message;
   },
 };
