@@ -136,6 +136,15 @@ try {
     const listAll = await time(repeat, () => client.listImages(undefined, { timeoutMs: 120_000 }));
     const listOne = await time(repeat, (i) => client.listImages([digests[(i * 7919) % digests.length]!]));
     const resolve = await time(repeat, (i) => client.resolveTag(`${repo((i * 104729) % digests.length)}:v1`));
+    // What the controller sends a node in a burst: twenty tags in one ListImages by names, one of them on the node.
+    const findNames = await time(repeat, (i) =>
+      client.findImages([
+        `${repo((i * 104729) % digests.length)}:v1`,
+        ...Array.from({ length: 19 }, (_, k) => `${repo((i * 104729 + k + 1) % digests.length)}:absent`),
+      ]),
+    );
+    if (findNames.last?.length !== 1)
+      throw new Error(`ListImages by names found ${findNames.last?.length} images, not 1`);
     const info = await time(repeat, () => client.getNodeInfo({ timeoutMs: 120_000 }));
     const images = listAll.last ?? [];
     if (images.length !== size) throw new Error(`ListImages returned ${images.length} images, expected ${size}`);
@@ -144,6 +153,7 @@ try {
       list_all: listAll.stats,
       list_one_digest: listOne.stats,
       resolve_tag: resolve.stats,
+      list_by_20_names: findNames.stats,
       get_node_info: info.stats,
       records: size * 3,
       blobs: size * 3,
