@@ -220,12 +220,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     listImages: unary<pb.ListImagesRequest, pb.ListImagesResponse>('list', async (req, peer) => {
       requireController(peer, 'ListImages');
       req.digests.forEach((d) => requireDigest(d));
-      if (req.names.length === 0)
-        return { images: (await listNodeImages(containerd, platform, req.digests)).map(toPbImage) };
-      // Names (the controller resolving tags): their records' digests, plus any digests asked; none found is none.
+      // Names (the controller resolving tags) add their records' digests to those asked.
       const named = await Promise.all(req.names.map((n) => containerd.images.get(recordNameFor(n))));
       const digests = [...new Set([...req.digests, ...named.flatMap((r) => (r ? [r.target.digest] : []))])];
-      if (digests.length === 0) return { images: [] };
+      // Asked by name and none found is none; only a request naming nothing lists everything.
+      if (digests.length === 0 && req.names.length > 0) return { images: [] };
       return { images: (await listNodeImages(containerd, platform, digests)).map(toPbImage) };
     }),
 

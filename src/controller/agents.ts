@@ -6,9 +6,9 @@
 // promise. Questions to one node asked within a short window, or while they wait for a free slot, travel together:
 // the digests in one ListImages call, the tags in another (ListImages by names), side by side on the same channel. So
 // a burst that asks all nodes about twenty tags makes one call per node, instead of twenty ResolveTag calls (each
-// "not here" an error) and, on a cluster with more nodes than open channels, twenty TLS handshakes. At most `maxInflightQueries` queries (ListImages, ResolveTag) run at
-// once across all agents, the rest wait their turn in order, so locating an image on a large cluster is a steady
-// trickle of calls, not hundreds of TLS handshakes at once. Imports, pushes and removals (client()) are not bounded
+// "not here" an error) and, on a cluster with more nodes than open channels, twenty TLS handshakes. At most
+// `maxInflightQueries` batches run at once across all agents, the rest wait their turn in order, so locating an image
+// on a large cluster is a steady trickle of calls, not hundreds of TLS handshakes at once. Imports, pushes and removals (client()) are not bounded
 // here: policies bound transfers.
 import type { V1Lease } from '@kubernetes/client-node';
 import { endpointFromLease } from '../api/index.ts';
@@ -58,7 +58,7 @@ const maxCachedAnswers = 50_000;
 const maxQuestionsPerBatch = 256;
 /** How long "node N's record of a tag points at digest D" hints where D is (holderHints). */
 const holderHintTtlMs = 60_000;
-/** Bounds the holder hints: older ones are pruned when more digests than this are hinted. */
+/** Bounds the holder hints: the least recently hinted digest goes when more than this are hinted. */
 const maxHintedDigests = 10_000;
 
 interface Waiter<T> {
@@ -183,21 +183,16 @@ export class AgentDirectory {
   }
 
   #hint(digest: string, node: string): void {
-    const now = this.#clock.now();
-    let nodes = this.#holderHints.get(digest);
-    if (!nodes) {
-      if (this.#holderHints.size >= maxHintedDigests) {
-        for (const [d, byNode] of this.#holderHints)
-          if ([...byNode.values()].every((at) => now - at >= holderHintTtlMs)) this.#holderHints.delete(d);
-        // Still full of fresh hints: the oldest digest makes room (hints are an optimisation, never needed).
-        if (this.#holderHints.size >= maxHintedDigests) {
-          const oldest = this.#holderHints.keys().next().value;
-          if (oldest !== undefined) this.#holderHints.delete(oldest);
-        }
-      }
-      this.#holderHints.set(digest, (nodes = new Map()));
+    const nodes = this.#holderHints.get(digest) ?? new Map<string, number>();
+    nodes.set(node, this.#clock.now());
+    // Re-inserted last, so the map runs from the least recently hinted digest: that one goes when it is full (hints
+    // are an optimisation; losing one costs a wider search, never a wrong answer).
+    this.#holderHints.delete(digest);
+    this.#holderHints.set(digest, nodes);
+    if (this.#holderHints.size > maxHintedDigests) {
+      const oldest = this.#holderHints.keys().next().value;
+      if (oldest !== undefined) this.#holderHints.delete(oldest);
     }
-    nodes.set(node, now);
   }
 
   /** Open channels and queries running or waiting now. */
@@ -236,37 +231,27 @@ export class AgentDirectory {
     this.#limiter
       .run(() => {
         if (this.#collecting.get(batch.node) === batch) this.#collecting.delete(batch.node);
-        return this.#query(batch.node, (client) => {
-          const calls: Promise<void>[] = [];
-          if (batch.references.size > 0)
-            calls.push(
-              client.findImages([...batch.references.keys()], options).then(
-                (images) => {
-                  // A tag resolves to the image one of whose records it names; a tag named by none is not here.
-                  const digestOf = new Map(
-                    images.flatMap((image) => image.names.map((n) => [n, image.digest] as const)),
-                  );
-                  for (const [reference, waiters] of batch.references) settle(waiters, digestOf.get(reference));
-                },
-                (err: unknown) => {
-                  for (const waiters of batch.references.values()) fail(waiters, err);
-                },
-              ),
-            );
-          if (batch.digests.size > 0)
-            calls.push(
-              client.listImages([...batch.digests.keys()], options).then(
-                (images) => {
-                  const byDigest = new Map(images.map((image) => [image.digest, image]));
-                  for (const [digest, waiters] of batch.digests) settle(waiters, byDigest.get(digest));
-                },
-                (err: unknown) => {
-                  for (const waiters of batch.digests.values()) fail(waiters, err);
-                },
-              ),
-            );
-          return Promise.all(calls);
-        });
+        return this.#query(batch.node, (client) =>
+          Promise.all([
+            // A tag resolves to the image one of whose records it names; a tag named by none is not here.
+            answerAll(
+              batch.references,
+              (names) => client.findImages(names, options),
+              (images) => {
+                const digestOf = new Map(images.flatMap((image) => image.names.map((n) => [n, image.digest] as const)));
+                return (name) => digestOf.get(name);
+              },
+            ),
+            answerAll(
+              batch.digests,
+              (digests) => client.listImages(digests, options),
+              (images) => {
+                const byDigest = new Map(images.map((image) => [image.digest, image]));
+                return (digest) => byDigest.get(digest);
+              },
+            ),
+          ]),
+        );
       })
       .catch((err: unknown) => {
         // Reached only when no call could be made: a waiter already answered ignores this.
@@ -338,8 +323,22 @@ export class AgentDirectory {
   }
 }
 
-function settle<T>(waiters: Waiter<T>[], value: T): void {
-  for (const w of waiters) w.resolve(value);
+/**
+ * Asks one call for a group of questions (none: no call) and settles each question from its answer, or fails them all
+ * with its error.
+ */
+async function answerAll<T>(
+  questions: Map<string, Waiter<T>[]>,
+  call: (asked: string[]) => Promise<AgentImage[]>,
+  answerOf: (images: AgentImage[]) => (question: string) => T,
+): Promise<void> {
+  if (questions.size === 0) return;
+  try {
+    const answer = answerOf(await call([...questions.keys()]));
+    for (const [question, waiters] of questions) for (const w of waiters) w.resolve(answer(question));
+  } catch (err) {
+    for (const waiters of questions.values()) fail(waiters, err);
+  }
 }
 
 function fail(waiters: readonly { reject: (err: unknown) => void }[], err: unknown): void {

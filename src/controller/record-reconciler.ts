@@ -351,8 +351,9 @@ function observeLocation(
 
 /**
  * Nodes holding a complete copy. The kubelet's image lists (Node.status.images, at most 50 images a node) and the
- * agents' answers when the tag was resolved hint where to look first; only when no hinted node has a complete copy are all agents asked, so on a cluster whose kubelets
- * list images a burst of records costs a few calls per image, not one per node. Without hints the directory batches
+ * agents' answers when the tag was resolved hint where to look first; only when no hinted node has a complete copy
+ * are all agents asked, so on a cluster whose kubelets list images a burst of records costs a few calls per image,
+ * not one per node. Without hints the directory batches
  * and bounds the questions: about one call per node for all images of a burst, a few at a time.
  */
 async function findCandidates(

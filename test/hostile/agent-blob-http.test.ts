@@ -110,30 +110,23 @@ describe('hostile input at the agent blob endpoint (HTTP/1.1)', () => {
       readAll(asB, { token: tokenFor(image.target.digest), digest: layerOf(other).digest }),
     ));
 
-  it('refuses a valid token replayed by another node (the certificate is not the token’s target)', async () => {
-    const asC = new HttpsBlobReader(a.agent.address, cluster.pki.issue({ kind: 'agent', node: 'node-c' }), {
-      kind: 'agent',
-      node: 'node-a',
-    });
+  /** A blob read of `image`'s first layer with node-a's valid token, by a client presenting `tls`. */
+  async function readWithCertificate(tls: TlsMaterial): Promise<void> {
+    const reader = new HttpsBlobReader(a.agent.address, tls, { kind: 'agent', node: 'node-a' });
     try {
-      await refused('unauthorized', 'TokenWrongTarget', () =>
-        readAll(asC, { token: tokenFor(image.target.digest), digest: layerOf(image).digest }),
-      );
+      await readAll(reader, { token: tokenFor(image.target.digest), digest: layerOf(image).digest });
     } finally {
-      asC.close();
+      reader.close();
     }
-  });
+  }
 
-  it('refuses the controller’s certificate: blob reads are for agents', async () => {
-    const asController = new HttpsBlobReader(a.agent.address, cluster.controllerTls, { kind: 'agent', node: 'node-a' });
-    try {
-      await refused('unauthorized', 'NotAnAgent', () =>
-        readAll(asController, { token: tokenFor(image.target.digest), digest: layerOf(image).digest }),
-      );
-    } finally {
-      asController.close();
-    }
-  });
+  it('refuses a valid token replayed by another node (the certificate is not the token’s target)', () =>
+    refused('unauthorized', 'TokenWrongTarget', () =>
+      readWithCertificate(cluster.pki.issue({ kind: 'agent', node: 'node-c' })),
+    ));
+
+  it('refuses the controller’s certificate: blob reads are for agents', () =>
+    refused('unauthorized', 'NotAnAgent', () => readWithCertificate(cluster.controllerTls)));
 
   it('refuses an expired token, a token signed by another key, garbage and no token at all', async () => {
     const digest = layerOf(image).digest;
