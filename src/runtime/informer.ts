@@ -5,19 +5,18 @@
 // listing (which replaces the cache and re-announces every object, so each relist re-enqueues the world) and watching
 // from the last resourceVersion. Handlers run synchronously inside that loop, so they must be cheap (queue.add).
 // The loop restarts a failed watch with capped exponential backoff plus jitter; a watch that ends normally (server
-// timeout, client-node's 30 s inactivity timeout on a quiet resource) resumes at once from the same resourceVersion;
+// timeout, the transport's inactivity timeout on a silent connection) resumes at once from the same resourceVersion;
 // 410 Gone (the resourceVersion fell out of the server's window) forces a relist; a jittered timer forces a periodic
 // relist as well. `synced` resolves after the first complete list.
 //
 // Objects are stored as the API server sends them (JSON, timestamps as strings), after the transform hook, which is
 // where Pods are trimmed to the fields tote reads so the cache of a big cluster stays small.
 
-import { Watch } from '@kubernetes/client-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { errorMessage } from '../api/errors.ts';
 import { delay, systemClock } from './clock.ts';
 import type { Clock, TimerHandle } from './clock.ts';
-import { isGone, objectKey, resourcePath, toKubeError } from './kube.ts';
+import { isGone, objectKey, toKubeError } from './kube.ts';
 import type { KubeClient, KubeStatus, ResourceType } from './kube.ts';
 import { silentLogger } from './logging.ts';
 import type { Logger } from './logging.ts';
@@ -55,25 +54,23 @@ export function kubeListerWatcher<T extends KubernetesObject>(
   resource: ResourceType,
   options: { namespace?: string; labelSelector?: string; fieldSelector?: string; random?: () => number } = {},
 ): ListerWatcher<T> {
-  const watch = new Watch(client.kubeConfig);
   const random = options.random ?? Math.random;
   const selectors = { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector };
   return {
     list: (page) => client.list<T>(resource, options.namespace, { ...selectors, ...page }),
     watch: async (resourceVersion, onEvent, onDone) => {
-      const controller = await watch.watch(
-        resourcePath(resource, options.namespace),
+      return client.watch(
+        resource,
+        options.namespace,
         {
           ...selectors,
           resourceVersion,
-          allowWatchBookmarks: true,
           // Like client-go: a server-side timeout between 5 and 10 minutes spreads reconnections out.
           timeoutSeconds: Math.floor(300 + random() * 300),
         },
-        (type, object) => onEvent(type as WatchEventType, object),
-        (err) => onDone(err ? err : undefined),
+        (event) => onEvent(event.type as WatchEventType, event.object),
+        onDone,
       );
-      return () => controller.abort();
     },
   };
 }
@@ -414,7 +411,7 @@ export class Informer<T extends KubernetesObject> {
         if (err === undefined || err === null) return finish({ kind: 'closed', sawEvent });
         const converted = toKubeError(err, `watch ${this.name}`);
         if (isGone(converted)) return finish({ kind: 'gone' });
-        // client-node's Watch aborts a silent connection after 30 s: a normal end, not a failure.
+        // The transport ends a connection silent for too long (kube-http.ts): a normal end, not a failure.
         if (converted.reason === 'Timeout') return finish({ kind: 'closed', sawEvent: true });
         finish({ kind: 'error', err: converted, sawEvent });
       };

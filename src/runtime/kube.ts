@@ -1,32 +1,20 @@
-// The Kubernetes API boundary. Three things live here:
-//   - loadKubeConfig(): a file, $KUBECONFIG, ~/.kube/config or the in-cluster service account;
-//   - toKubeError(): converts whatever @kubernetes/client-node throws (ApiException with a Status body, undici network
-//     errors, timeouts) into a KubeApiError, a ToteError carrying the HTTP code and the Status reason, so callers decide
-//     by kind and never by message;
+// The Kubernetes API boundary. Two things live here:
+//   - toKubeError(): converts whatever the transport throws (KubeHttpError with a Status body, socket errors,
+//     timeouts) into a KubeApiError, a ToteError carrying the HTTP code and the Status reason, so callers decide by
+//     kind and never by message;
 //   - KubeClient: a small dynamic client over any resource (core, apps, coordination, tote's CRDs) that speaks plain
-//     JSON as the server sends it, with merge/JSON patches, status writes guarded by resourceVersion, create-or-get and
-//     paginated lists. Every call has a deadline and every error leaves it converted.
+//     JSON as the server sends it, with merge/JSON patches, status writes guarded by resourceVersion, create-or-get,
+//     paginated lists and watches. Every call has a deadline and every error leaves it converted.
+// Where the server is and the credentials come from kubeconfig.ts; the HTTP itself is kube-http.ts.
 
-import { ApiException, HttpMethod, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
-import type { Configuration, KubernetesListObject, KubernetesObject, RequestContext } from '@kubernetes/client-node';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { ToteError } from '../api/errors.ts';
 import type { ErrorKind } from '../api/errors.ts';
+import { KubeHttp, KubeHttpError } from './kube-http.ts';
+import type { HttpMethod, KubeHttpOptions, Query, RawWatchEvent } from './kube-http.ts';
+import type { KubeConfig } from './kubeconfig.ts';
 
-/** Loads a kubeconfig: the given file, else client-node's default chain ($KUBECONFIG, ~/.kube/config, in-cluster). */
-export function loadKubeConfig(file?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster())
-    throw new ToteError(
-      'terminal',
-      'NoKubeconfig',
-      file
-        ? `kubeconfig ${file} has no current cluster`
-        : 'no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account',
-    );
-  return kc;
-}
+export { loadKubeConfig, KubeConfig } from './kubeconfig.ts';
 
 // ─── errors ─────────────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -88,11 +76,6 @@ const TRANSIENT_CODES = new Set([
   'ENETUNREACH',
   'EAI_AGAIN',
   'ENOTFOUND',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
 ]);
 
 function parseStatus(body: unknown): KubeStatus | undefined {
@@ -118,7 +101,7 @@ function networkCode(err: unknown): string | undefined {
 }
 
 /**
- * Converts anything thrown by a client-node call into a KubeApiError (a ToteError). ToteErrors pass through.
+ * Converts anything thrown by a KubeHttp call into a KubeApiError (a ToteError). ToteErrors pass through.
  * What: the verb and object, for the message ("get pods default/x").
  *   400 → terminal BadRequest · 401/403 → unauthorized · 404 → not-found · 409 AlreadyExists → already-exists,
  *   other 409 → conflict · 410 → transient Expired (see isGone: relist) · 422 → terminal Invalid with the server's
@@ -127,22 +110,14 @@ function networkCode(err: unknown): string | undefined {
 export function toKubeError(err: unknown, what?: string): ToteError {
   if (err instanceof ToteError) return err;
   const prefix = what ? `${what}: ` : '';
-  // ApiException from the generated clients; plain Errors with statusCode from client-node's Watch.
-  const httpCode =
-    err instanceof ApiException
-      ? err.code
-      : typeof (err as { statusCode?: unknown } | null)?.statusCode === 'number'
-        ? (err as { statusCode: number }).statusCode
-        : undefined;
-  if (httpCode !== undefined) {
-    const code = httpCode;
-    const api = err instanceof ApiException ? err : undefined;
-    const status = parseStatus(api?.body);
+  if (err instanceof KubeHttpError) {
+    const code = err.statusCode;
+    const status = parseStatus(err.body);
     const serverMessage = status?.message ?? `HTTP ${code}`;
     const message = `${prefix}${serverMessage}`;
-    const header = api?.headers?.['retry-after'];
+    const header = err.headers['retry-after'];
     const retryAfterMs =
-      header !== undefined && /^\d+$/.test(header)
+      typeof header === 'string' && /^\d+$/.test(header)
         ? Number(header) * 1000
         : status?.details?.retryAfterSeconds !== undefined
           ? status.details.retryAfterSeconds * 1000
@@ -176,27 +151,16 @@ export function toKubeError(err: unknown, what?: string): ToteError {
       cause: err,
     });
   const netCode = networkCode(err);
-  if (netCode !== undefined && (TRANSIENT_CODES.has(netCode) || netCode.startsWith('UND_ERR')))
+  if (netCode !== undefined && TRANSIENT_CODES.has(netCode))
     return new KubeApiError('transient', 'NetworkError', `${prefix}${netCode}: ${messageOf(err)}`, {
       code: 0,
       cause: err,
     });
-  if (err instanceof TypeError && err.message === 'fetch failed')
-    return new KubeApiError('transient', 'NetworkError', `${prefix}${messageOf(err)}`, { code: 0, cause: err });
   return new KubeApiError('transient', 'Unexpected', `${prefix}${messageOf(err)}`, { code: 0, cause: err });
 }
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** Runs a client-node call and converts its failure (use around typed-API calls such as CoreV1Api). */
-export async function kubeCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw toKubeError(err, what);
-  }
 }
 
 // ─── resources ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -275,82 +239,11 @@ export interface WriteOptions {
   dryRun?: boolean;
 }
 
-export interface KubeClientOptions {
-  /** Deadline of every request (default 30 s). Watches are not made through this client. */
+export interface KubeClientOptions extends KubeHttpOptions {
+  /** Deadline of every request (default 30 s); a watch's deadline is the server-side timeout it asks for. */
   requestTimeoutMs?: number;
   /** Default field manager (default 'tote'). */
   fieldManager?: string;
-}
-
-type Authentication = NonNullable<Configuration['authMethods']['default']>;
-type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
-
-/**
- * The kubeconfig's authentication with one connection pool for every request. client-node 2.0 gives each request a
- * new undici Agent: a new TLS context (CA, certificate and key parsed again) and a new connection with a full handshake
- * per call, on both sides, and the connections linger until their keep-alive ends. On a burst of a thousand writes
- * that cost the controller 140 MB of native memory and the API server the handshakes. Here the first request's Agent
- * is kept and reused, so calls share keep-alive connections; it is replaced every few minutes so a rotated CA or
- * client certificate on disk is picked up. Headers (the bearer token, re-read by client-node as it expires) are still
- * applied per request.
- */
-class PooledAuthentication implements Authentication {
-  readonly #inner: Authentication;
-  #pool: { dispatcher: Dispatcher; since: number } | undefined;
-
-  constructor(inner: Authentication) {
-    this.#inner = inner;
-  }
-
-  getName(): string {
-    return this.#inner.getName();
-  }
-
-  async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    await this.#inner.applySecurityAuthentication(context);
-    const fresh = context.getDispatcher();
-    // No dispatcher: plain HTTP (or a proxy set-up client-node handles itself); nothing to pool.
-    if (!fresh) return;
-    const now = Date.now();
-    if (!this.#pool || now - this.#pool.since > poolLifetimeMs) this.#pool = { dispatcher: fresh, since: now };
-    // The fresh Agent has opened nothing yet; left unused, it is simply collected.
-    else context.setDispatcher(this.#pool.dispatcher);
-  }
-}
-
-/** How long one connection pool serves requests before a new one (re-reading the TLS material) takes over. */
-const poolLifetimeMs = 5 * 60_000;
-
-/** Exposes KubernetesObjectApi's authenticated request pipeline for arbitrary paths. */
-class RawApi extends KubernetesObjectApi {
-  constructor(configuration: Configuration) {
-    const auth = configuration.authMethods.default;
-    super(
-      auth
-        ? { ...configuration, authMethods: { ...configuration.authMethods, default: new PooledAuthentication(auth) } }
-        : configuration,
-    );
-  }
-
-  request(
-    method: HttpMethod,
-    path: string,
-    query: Record<string, string | undefined>,
-    body?: { type: string; data: unknown },
-    signal?: AbortSignal,
-  ): Promise<unknown> {
-    const ctx: RequestContext = this.configuration.baseServer.makeRequestContext(path, method);
-    ctx.setHeaderParam('Accept', 'application/json');
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) ctx.setQueryParam(k, v);
-    if (body) {
-      ctx.setHeaderParam('Content-Type', body.type);
-      ctx.setBody(JSON.stringify(body.data));
-    }
-    if (signal) ctx.setSignal(signal);
-    // 'any' makes the serializer hand back the JSON as parsed, without converting to client-node's model classes
-    // (which turn timestamps into Dates): cache, watch events and writes all see the same wire shape.
-    return this.requestPromise(ctx, 'any');
-  }
 }
 
 /**
@@ -359,13 +252,13 @@ class RawApi extends KubernetesObjectApi {
  */
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
-  readonly #api: RawApi;
+  readonly #http: KubeHttp;
   readonly #timeoutMs: number;
   readonly #fieldManager: string;
 
   constructor(kubeConfig: KubeConfig, options: KubeClientOptions = {}) {
     this.kubeConfig = kubeConfig;
-    this.#api = kubeConfig.makeApiClient(RawApi);
+    this.#http = new KubeHttp(kubeConfig, options);
     this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
     this.#fieldManager = options.fieldManager ?? 'tote';
   }
@@ -374,14 +267,46 @@ export class KubeClient {
     what: string,
     method: HttpMethod,
     path: string,
-    query: Record<string, string | undefined> = {},
+    query: Query = {},
     body?: { type: string; data: unknown },
   ): Promise<T> {
     try {
-      return (await this.#api.request(method, path, query, body, AbortSignal.timeout(this.#timeoutMs))) as T;
+      return (await this.#http.request(method, path, query, body, AbortSignal.timeout(this.#timeoutMs))) as T;
     } catch (err) {
       throw toKubeError(err, what);
     }
+  }
+
+  /**
+   * Watches a collection from resourceVersion (namespace undefined: all namespaces). Events arrive in order through
+   * onEvent; onDone is called once when the stream ends (undefined: closed normally, e.g. the server's timeout; else a
+   * KubeApiError). Resolves to a function that aborts the watch, after which onDone is not called.
+   */
+  watch(
+    r: ResourceType,
+    namespace: string | undefined,
+    query: { resourceVersion: string; labelSelector?: string; fieldSelector?: string; timeoutSeconds: number },
+    onEvent: (event: RawWatchEvent) => void,
+    onDone: (err?: KubeApiError | ToteError) => void,
+  ): Promise<() => void> {
+    const what = `watch ${r.plural}${namespace ? ` in ${namespace}` : ''}`;
+    return this.#http.watch(
+      resourcePath(r, namespace),
+      {
+        resourceVersion: query.resourceVersion,
+        labelSelector: query.labelSelector,
+        fieldSelector: query.fieldSelector,
+        timeoutSeconds: String(query.timeoutSeconds),
+        allowWatchBookmarks: 'true',
+      },
+      onEvent,
+      (err) => onDone(err === undefined ? undefined : toKubeError(err, what)),
+    );
+  }
+
+  /** Closes this client's connections (shutdown, tests). Calls made afterwards open new ones. */
+  close(): void {
+    this.#http.close();
   }
 
   #writeQuery(options: WriteOptions = {}): Record<string, string | undefined> {
@@ -390,7 +315,7 @@ export class KubeClient {
 
   /** GET one object. Throws not-found. */
   get<T extends KubernetesObject>(r: ResourceType, name: string, namespace?: string): Promise<T> {
-    return this.#request(`get ${r.plural} ${ref(namespace, name)}`, HttpMethod.GET, resourcePath(r, namespace, name));
+    return this.#request(`get ${r.plural} ${ref(namespace, name)}`, 'GET', resourcePath(r, namespace, name));
   }
 
   /** GET one object, or undefined when it does not exist. */
@@ -413,19 +338,14 @@ export class KubeClient {
     namespace?: string,
     options: ListOptions = {},
   ): Promise<KubernetesListObject<T>> {
-    return this.#request(
-      `list ${r.plural}${namespace ? ` in ${namespace}` : ''}`,
-      HttpMethod.GET,
-      resourcePath(r, namespace),
-      {
-        labelSelector: options.labelSelector,
-        fieldSelector: options.fieldSelector,
-        limit: options.limit === undefined ? undefined : String(options.limit),
-        continue: options.continue,
-        resourceVersion: options.resourceVersion,
-        resourceVersionMatch: options.resourceVersionMatch,
-      },
-    );
+    return this.#request(`list ${r.plural}${namespace ? ` in ${namespace}` : ''}`, 'GET', resourcePath(r, namespace), {
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+      limit: options.limit === undefined ? undefined : String(options.limit),
+      continue: options.continue,
+      resourceVersion: options.resourceVersion,
+      resourceVersionMatch: options.resourceVersionMatch,
+    });
   }
 
   /** Every page of a list: the items and the collection's resourceVersion (the point to watch from). */
@@ -451,7 +371,7 @@ export class KubeClient {
     const ns = obj.metadata?.namespace;
     return this.#request(
       `create ${r.plural} ${ref(ns, obj.metadata?.name)}`,
-      HttpMethod.POST,
+      'POST',
       resourcePath(r, ns),
       this.#writeQuery(options),
       {
@@ -509,7 +429,7 @@ export class KubeClient {
       );
     return this.#request(
       `update ${r.plural}${sub ? '/' + sub : ''} ${ref(namespace, name)}`,
-      HttpMethod.PUT,
+      'PUT',
       resourcePath(r, namespace, name, sub),
       this.#writeQuery(options),
       {
@@ -537,7 +457,7 @@ export class KubeClient {
     }
     return this.#request(
       `patch ${r.plural}${options.subresource ? '/' + options.subresource : ''} ${ref(namespace, name)}`,
-      HttpMethod.PATCH,
+      'PATCH',
       resourcePath(r, namespace, name, options.subresource),
       this.#writeQuery(options),
       {
@@ -571,7 +491,7 @@ export class KubeClient {
   ): Promise<T> {
     return this.#request(
       `patch ${r.plural} ${ref(namespace, name)}`,
-      HttpMethod.PATCH,
+      'PATCH',
       resourcePath(r, namespace, name, options.subresource),
       this.#writeQuery(options),
       {
@@ -604,7 +524,7 @@ export class KubeClient {
     try {
       await this.#request(
         `delete ${r.plural} ${ref(namespace, name)}`,
-        HttpMethod.DELETE,
+        'DELETE',
         resourcePath(r, namespace, name),
         {},
         {

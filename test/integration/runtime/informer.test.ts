@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { ensureCluster, kubeConfig, testNamespace } from '../../support/index.ts';
+import { ensureCluster, testNamespace } from '../../support/index.ts';
 import type { ClusterEnv } from '../../support/index.ts';
-import { KubeClient, resources } from '../../../src/runtime/kube.ts';
+import { KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import { createInformer } from '../../../src/runtime/informer.ts';
 import type { Informer } from '../../../src/runtime/informer.ts';
 import { createRegistry, runtimeMetrics } from '../../../src/runtime/metrics.ts';
@@ -63,7 +63,7 @@ describe('informer (real API server)', () => {
   let direct: KubeClient;
   before(async () => {
     env = await ensureCluster();
-    direct = new KubeClient(kubeConfig(env));
+    direct = new KubeClient(loadKubeConfig(env.kubeconfig));
   });
 
   const cm = (name: string, namespace: string, value: string): ConfigMap => ({
@@ -106,15 +106,12 @@ describe('informer (real API server)', () => {
 
   it('recovers after its connection to the API server is cut, and catches up on what it missed', async (t) => {
     const ns = await testNamespace(env, t);
-    const kc = kubeConfig(env);
-    const server = new URL(kc.getCurrentCluster()?.server ?? '');
+    const kc = loadKubeConfig(env.kubeconfig);
+    const server = new URL(kc.server);
     const proxy = new CuttableProxy({ host: server.hostname, port: Number(server.port) });
     await proxy.listen();
     // Same cluster, credentials and CA, reached through the proxy (the serving certificate covers 127.0.0.1).
-    const viaProxy = kubeConfig(env);
-    const cluster = viaProxy.getCurrentCluster();
-    assert.ok(cluster);
-    (cluster as { server: string }).server = `https://127.0.0.1:${proxy.port}`;
+    const viaProxy = kc.withServer(`https://127.0.0.1:${proxy.port}`);
     const metrics = runtimeMetrics(createRegistry({ defaultMetrics: false }));
     const informer = createInformer<ConfigMap>(
       new KubeClient(viaProxy, { requestTimeoutMs: 5000 }),

@@ -4,11 +4,10 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { ToteError } from '../../../src/api/errors.ts';
-import { ensureCluster, kubeConfig, testNamespace } from '../../support/index.ts';
+import { ensureCluster, testNamespace } from '../../support/index.ts';
 import type { ClusterEnv } from '../../support/index.ts';
-import { KubeApiError, KubeClient, kubeCall, resources } from '../../../src/runtime/kube.ts';
+import { KubeApiError, KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
 
 type ConfigMap = KubernetesObject & { data?: Record<string, string> };
@@ -53,7 +52,7 @@ describe('KubeClient (real API server)', () => {
   let client: KubeClient;
   before(async () => {
     env = await ensureCluster();
-    client = new KubeClient(kubeConfig(env));
+    client = new KubeClient(loadKubeConfig(env.kubeconfig));
   });
 
   const cm = (name: string, namespace: string, data: Record<string, string> = {}): ConfigMap => ({
@@ -85,14 +84,6 @@ describe('KubeClient (real API server)', () => {
     );
     assert.equal(invalid.code, 422);
     assert.match(invalid.message, /Not_A_Name/, 'the server message is kept');
-  });
-
-  it('converts errors of the typed clients too (kubeCall)', async () => {
-    const core = kubeConfig(env).makeApiClient(CoreV1Api);
-    const err = await kubeCall('read pod', () => core.readNamespacedPod({ name: 'nope', namespace: 'default' })).catch(
-      (e: unknown) => e,
-    );
-    assert.ok(err instanceof ToteError && err.kind === 'not-found', String(err));
   });
 
   it('makes merge patches conditional on resourceVersion', async (t) => {
@@ -172,8 +163,9 @@ describe('KubeClient (real API server)', () => {
 
   it('keeps its connections to the API server: a run of calls reuses one, not a TLS handshake each', async (t) => {
     const ns = await testNamespace(env, t);
-    const port = Number(new URL(kubeConfig(env).getCurrentCluster()?.server ?? '').port);
-    const fresh = new KubeClient(kubeConfig(env));
+    const config = loadKubeConfig(env.kubeconfig);
+    const port = Number(new URL(config.server).port);
+    const fresh = new KubeClient(config);
     const before = connectionsTo(port);
     for (let i = 0; i < 30; i++) await fresh.getOrUndefined(resources.configMaps, `absent-${i}`, ns.name);
     await Promise.all(

@@ -3,9 +3,9 @@
 // with a deadline.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, kubeConfig, testNamespace } from '../../support/index.ts';
+import { ensureCluster, testNamespace } from '../../support/index.ts';
 import type { ClusterEnv } from '../../support/index.ts';
-import { KubeClient, resources } from '../../../src/runtime/kube.ts';
+import { KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import { LeaderElector } from '../../../src/runtime/leader-election.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
 import { Condition, withDeadline } from './deadline.ts';
@@ -34,7 +34,7 @@ describe('leader election (real API server)', () => {
       leadership: undefined,
       observed: new Condition(),
       elector: new LeaderElector({
-        client: new KubeClient(kubeConfig(env), { requestTimeoutMs: 1000 }),
+        client: new KubeClient(loadKubeConfig(env.kubeconfig), { requestTimeoutMs: 1000 }),
         namespace,
         name: 'tote-test-leader',
         identity,
@@ -70,7 +70,7 @@ describe('leader election (real API server)', () => {
     assert.equal(standby.elector.isLeader(), false);
 
     // Several renew periods later the standby is still standing by, and knows who leads.
-    const client = new KubeClient(kubeConfig(env));
+    const client = new KubeClient(loadKubeConfig(env.kubeconfig));
     const lease1 = await client.get<Lease>(resources.leases, 'tote-test-leader', ns.name);
     assert.equal(lease1.spec?.holderIdentity, leader.elector.identity);
     await withDeadline(
