@@ -7,11 +7,12 @@
 BENCH_CLUSTER_DIR ?= /tmp/tote-bench
 # Nodes of the benchmark cluster: node-a as the source, node-b..node-k as targets (fan-out uses ten of them).
 BENCH_NODES ?= node-a node-b node-c node-d node-e node-f node-g node-h node-i node-j node-k
-# tote runs as shipped: the bundle the image runs (make build) with the controller's NODE_OPTIONS
-# (config/manager/deployment.yaml), so its memory and start-up are the shipped ones. Agents started by tote.ts
-# (bench-recovery, bench-fanout) get the same flags; the DaemonSet has the heap limit without the semi-space cap.
+# tote runs as shipped: the bundle the image runs (make build) with the controller's NODE_OPTIONS and
+# MALLOC_ARENA_MAX (config/manager/deployment.yaml), so its memory and start-up are the shipped ones. Agents started by
+# tote.ts (bench-recovery, bench-fanout) get the same Node flags; the DaemonSet has the heap limit without the
+# semi-space cap, and glibc's default arenas.
 BENCH_ENV = TOTE_CLUSTER_DIR=$(BENCH_CLUSTER_DIR) TOTE_NODES="$(BENCH_NODES)" TOTE_ENTRYPOINT=$(CURDIR)/dist/tote.mjs \
-	TOTE_NODE_FLAGS="--max-old-space-size=192 --max-semi-space-size=2"
+	TOTE_NODE_FLAGS="--max-old-space-size=192 --max-semi-space-size=2" TOTE_CONTROLLER_ENV="MALLOC_ARENA_MAX=2"
 
 bench-recovery: node_modules/.package-lock.json build ## Time from a pod's first ErrImagePull to Running with tote (10 MB, 100 MB, 1 GiB), and without
 	$(BENCH_ENV) $(NODE) bench/recovery/run.ts

@@ -145,12 +145,17 @@ async function startProcess(
   args: string[],
   health: number,
   metrics: number,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<ToteProcess> {
   const logFile = join(paths.logs, `${name}.log`);
   const out = openSync(logFile, 'a');
   // TOTE_NODE_FLAGS: Node flags for the tote processes only (the benchmarks pass the manifests' heap limit).
   const nodeFlags = (process.env.TOTE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(node, [...nodeFlags, cli, ...args], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(node, [...nodeFlags, cli, ...args], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, ...env },
+  });
   closeSync(out);
   child.unref();
   if (child.pid === undefined) throw new Error(`could not start ${name}`);
@@ -265,9 +270,24 @@ export async function startController(
     ],
     health,
     metrics,
+    controllerEnvironment(),
   );
   await waitReady(proc);
   return proc;
+}
+
+/**
+ * TOTE_CONTROLLER_ENV: extra environment for the controller only, as NAME=value words (the benchmarks pass what the
+ * Deployment sets, MALLOC_ARENA_MAX=2).
+ */
+function controllerEnvironment(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const word of (process.env.TOTE_CONTROLLER_ENV ?? '').split(' ').filter(Boolean)) {
+    const eq = word.indexOf('=');
+    if (eq <= 0) throw new Error(`TOTE_CONTROLLER_ENV: "${word}" is not NAME=value`);
+    out[word.slice(0, eq)] = word.slice(eq + 1);
+  }
+  return out;
 }
 
 /** Sends `signal` and waits for the process to exit (SIGKILL after the deadline). */
