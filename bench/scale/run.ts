@@ -554,22 +554,25 @@ try {
   clearInterval(sampler);
   const final = processMemory(controller.pid);
 
-  const durations = diffHistogram(
-    parseHistogram(after, 'tote_reconcile_duration_seconds'),
-    parseHistogram(before, 'tote_reconcile_duration_seconds'),
-  );
-  const perController: Record<string, { count: number; p50_ms: number; p99_ms: number }> = {};
+  /** A histogram's change over the burst, optionally narrowed to the series containing `labels`. */
+  const burstHistogram = (name: string, labels = '') =>
+    diffHistogram(parseHistogram(after, name, labels), parseHistogram(before, name, labels));
+  const ms = (h: Histogram, q: number) => Number((quantile(h, q) * 1000).toFixed(1));
+  const latency = (h: Histogram) => ({ count: h.count, p50_ms: ms(h, 0.5), p99_ms: ms(h, 0.99) });
+  const durations = burstHistogram('tote_reconcile_duration_seconds');
+  const perController: Record<string, ReturnType<typeof latency>> = {};
   for (const controllerName of ['pods', 'records', 'policies']) {
-    const h = diffHistogram(
-      parseHistogram(after, 'tote_reconcile_duration_seconds', `controller="${controllerName}"`),
-      parseHistogram(before, 'tote_reconcile_duration_seconds', `controller="${controllerName}"`),
-    );
-    if (h.count > 0)
-      perController[controllerName] = {
-        count: h.count,
-        p50_ms: Number((quantile(h, 0.5) * 1000).toFixed(1)),
-        p99_ms: Number((quantile(h, 0.99) * 1000).toFixed(1)),
-      };
+    const h = burstHistogram('tote_reconcile_duration_seconds', `controller="${controllerName}"`);
+    if (h.count > 0) perController[controllerName] = latency(h);
+  }
+  // What the API server made the controller wait, beside what its reconciles took: a reconcile is at least as slow as
+  // the write it makes.
+  const apiLatency: Record<string, ReturnType<typeof latency>> = {
+    all: latency(burstHistogram('tote_kube_request_duration_seconds')),
+  };
+  for (const verb of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+    const h = burstHistogram('tote_kube_request_duration_seconds', `verb="${verb}"`);
+    if (h.count > 0) apiLatency[verb] = latency(h);
   }
   const sortedMem = [...memSamples].sort((a, b) => a - b);
   const result = {
@@ -591,10 +594,11 @@ try {
     memory_at_peak: atPeak,
     rss_per_pod_kb: Number((((afterPods.rss_mb - baseline.rss_mb) * 1024) / (podCount - failingCount)).toFixed(2)),
     reconciles: durations.count,
-    p50_reconcile_ms: Number((quantile(durations, 0.5) * 1000).toFixed(1)),
-    p99_reconcile_ms: Number((quantile(durations, 0.99) * 1000).toFixed(1)),
+    p50_reconcile_ms: ms(durations, 0.5),
+    p99_reconcile_ms: ms(durations, 0.99),
     mean_reconcile_ms: Number(((durations.sum / Math.max(1, durations.count)) * 1000).toFixed(1)),
     reconcile_by_controller: perController,
+    api_request_latency_during_burst: apiLatency,
     queue_depth_max: Object.fromEntries(depthMax),
     burst_api_requests: requestsBurst,
     burst_api_rps: Number((requestsBurst / burstSeconds).toFixed(2)),

@@ -84,9 +84,12 @@ export function readTlsMaterial(config: {
 export async function startController(settings: ControllerSettings): Promise<RunningController> {
   const { config, log } = settings;
   const clock = settings.clock ?? systemClock;
-  const kube = new KubeClient(loadKubeConfig(config.kubeconfig), { fieldManager: 'tote-controller' });
   const registry = createRegistry();
   const runtime = runtimeMetrics(registry);
+  const kube = new KubeClient(loadKubeConfig(config.kubeconfig), {
+    fieldManager: 'tote-controller',
+    observeRequest: (sample) => runtime.observeKubeRequest(sample),
+  });
   const metrics = controllerMetrics(registry);
   const signingKey = createPrivateKey(settings.tokenSigningKey);
 

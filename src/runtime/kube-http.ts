@@ -46,6 +46,17 @@ export interface KubeHttpOptions {
   maxSockets?: number;
   /** A watch that delivers nothing (not even a bookmark) for this long is presumed dead and ended (default 2 min). */
   watchInactivityMs?: number;
+  /** Told of every finished request (not watches), for latency metrics. */
+  observeRequest?: (sample: RequestSample) => void;
+}
+
+/** One finished request: what it was, how it ended (HTTP status, or undefined when no answer came) and how long. */
+export interface RequestSample {
+  method: HttpMethod;
+  /** The resource's plural (with subresource: `salvagerecords/status`), from the path; `other` for anything else. */
+  resource: string;
+  statusCode: number | undefined;
+  seconds: number;
 }
 
 interface Pools {
@@ -62,6 +73,7 @@ export class KubeHttp {
   readonly #secure: boolean;
   readonly #maxSockets: number;
   readonly #watchInactivityMs: number;
+  readonly #observe: ((sample: RequestSample) => void) | undefined;
   #pools: Pools | undefined;
 
   constructor(config: KubeConfig, options: KubeHttpOptions = {}) {
@@ -69,6 +81,7 @@ export class KubeHttp {
     this.#secure = new URL(config.server).protocol === 'https:';
     this.#maxSockets = options.maxSockets ?? 32;
     this.#watchInactivityMs = options.watchInactivityMs ?? 120_000;
+    this.#observe = options.observeRequest;
   }
 
   /**
@@ -111,10 +124,22 @@ export class KubeHttp {
       headers['content-type'] = contentType ?? 'application/json';
       headers['content-length'] = String(payload.length);
     }
-    const res = await this.#open(method, path, query, headers, credentials, 'requests', signal, payload);
-    const text = await readAll(res);
-    if (res.statusCode! < 200 || res.statusCode! >= 300) throw new KubeHttpError(res.statusCode!, text, res.headers);
-    return text ? JSON.parse(text) : undefined;
+    const started = performance.now();
+    let statusCode: number | undefined;
+    try {
+      const res = await this.#open(method, path, query, headers, credentials, 'requests', signal, payload);
+      const text = await readAll(res);
+      statusCode = res.statusCode!;
+      if (statusCode < 200 || statusCode >= 300) throw new KubeHttpError(statusCode, text, res.headers);
+      return text ? JSON.parse(text) : undefined;
+    } finally {
+      this.#observe?.({
+        method,
+        resource: resourceOfPath(path),
+        statusCode,
+        seconds: (performance.now() - started) / 1000,
+      });
+    }
   }
 
   /**
@@ -243,6 +268,23 @@ export class KubeHttp {
     this.#pools?.watches.destroy();
     this.#pools = undefined;
   }
+}
+
+/**
+ * The resource a REST path names: /api/v1/namespaces/ns/pods/name → pods, /apis/g/v/namespaces/ns/x/name/status →
+ * x/status, /api/v1/nodes → nodes. Bounded to what the path's shape allows, so it is safe as a metric label.
+ */
+export function resourceOfPath(path: string): string {
+  const segments = path
+    .split('?')[0]!
+    .split('/')
+    .filter((s) => s !== '');
+  const rest = segments[0] === 'api' ? segments.slice(2) : segments[0] === 'apis' ? segments.slice(3) : undefined;
+  if (!rest || rest.length === 0) return 'other';
+  // namespaces/<ns>/<plural>/... is a namespaced resource; namespaces or namespaces/<ns> alone is the namespace itself.
+  const named = rest[0] === 'namespaces' && rest.length >= 3 ? rest.slice(2) : rest;
+  const [plural, , subresource] = named;
+  return subresource ? `${plural}/${subresource}` : plural!;
 }
 
 function readAll(res: IncomingMessage): Promise<string> {

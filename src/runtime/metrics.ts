@@ -4,6 +4,7 @@
 // "metric already registered" errors.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RequestSample } from './kube-http.ts';
 import type { WorkQueue, WorkQueueMetrics } from './workqueue.ts';
 
 /** The results a reconcile can end with (label values of tote_reconcile_total). */
@@ -32,6 +33,10 @@ export interface RuntimeMetrics {
   readonly informerRestarts: Counter<'resource'>;
   readonly informerRelists: Counter<'resource'>;
   readonly leaderStatus: Gauge<'name'>;
+  readonly kubeRequestDuration: Histogram<'verb' | 'resource'>;
+  readonly kubeRequests: Counter<'verb' | 'code'>;
+  /** Records one finished API request (KubeHttpOptions.observeRequest). */
+  observeKubeRequest(sample: RequestSample): void;
   /** Pre-sets every series of a controller to 0, so dashboards and rate() see it before its first reconcile. */
   registerController(controller: string): void;
   /** Binds a work queue to the tote_workqueue_* families (depth, adds, retries, longest running). */
@@ -126,6 +131,22 @@ export function runtimeMetrics(registry: Registry): RuntimeMetrics {
     registers,
   });
 
+  // Like client-go's rest_client_request_duration_seconds: what the API server costs a reconcile, told apart from
+  // the reconcile's own work. Labels are bounded: five verbs, the resources tote touches, status codes.
+  const kubeRequestDuration = new Histogram({
+    name: 'tote_kube_request_duration_seconds',
+    help: 'API server request latency as the client sees it (connection wait included), by verb and resource.',
+    labelNames: ['verb', 'resource'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const kubeRequests = new Counter({
+    name: 'tote_kube_requests_total',
+    help: 'API server requests by verb and HTTP status code (code="none" when no answer came).',
+    labelNames: ['verb', 'code'] as const,
+    registers,
+  });
+
   const metrics: RuntimeMetrics = {
     registry,
     reconcileTotal,
@@ -140,6 +161,12 @@ export function runtimeMetrics(registry: Registry): RuntimeMetrics {
     informerRestarts,
     informerRelists,
     leaderStatus,
+    kubeRequestDuration,
+    kubeRequests,
+    observeKubeRequest({ method, resource, statusCode, seconds }) {
+      kubeRequestDuration.observe({ verb: method, resource }, seconds);
+      kubeRequests.inc({ verb: method, code: statusCode === undefined ? 'none' : String(statusCode) });
+    },
     registerController(controller) {
       for (const result of RECONCILE_RESULTS) reconcileTotal.inc({ controller, result }, 0);
       reconcileErrors.inc({ controller }, 0);

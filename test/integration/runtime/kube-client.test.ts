@@ -9,6 +9,7 @@ import { ensureCluster, testNamespace } from '../../support/index.ts';
 import type { ClusterEnv } from '../../support/index.ts';
 import { KubeApiError, KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
+import type { RequestSample } from '../../../src/runtime/kube-http.ts';
 
 type ConfigMap = KubernetesObject & { data?: Record<string, string> };
 
@@ -175,5 +176,23 @@ describe('KubeClient (real API server)', () => {
     const opened = connectionsTo(port) - before;
     assert.ok(opened >= 1, 'the calls went over TCP connections this process holds');
     assert.ok(opened <= 11, `${opened} connections for 40 calls`);
+  });
+
+  it('tells its observer of every request: verb, resource, status code, a duration', async (t) => {
+    const ns = await testNamespace(env, t);
+    const samples: RequestSample[] = [];
+    const observed = new KubeClient(loadKubeConfig(env.kubeconfig), { observeRequest: (s) => samples.push(s) });
+    await observed.create(resources.configMaps, cm('seen', ns.name));
+    await observed.getOrUndefined(resources.configMaps, 'absent', ns.name);
+    await assert.rejects(observed.create(resources.configMaps, cm('seen', ns.name)));
+    assert.deepEqual(
+      samples.map(({ method, resource, statusCode }) => ({ method, resource, statusCode })),
+      [
+        { method: 'POST', resource: 'configmaps', statusCode: 201 },
+        { method: 'GET', resource: 'configmaps', statusCode: 404 },
+        { method: 'POST', resource: 'configmaps', statusCode: 409 },
+      ],
+    );
+    for (const s of samples) assert.ok(s.seconds > 0 && s.seconds < 30, `${s.seconds} s`);
   });
 });

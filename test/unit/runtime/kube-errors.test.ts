@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ToteError } from '../../../src/api/errors.ts';
 import { KubeApiError, isGone, resourcePath, toKubeError } from '../../../src/runtime/kube.ts';
-import { KubeHttpError } from '../../../src/runtime/kube-http.ts';
+import { KubeHttpError, resourceOfPath } from '../../../src/runtime/kube-http.ts';
 
 const status = (code: number, reason: string, message = `${reason} message`) =>
   JSON.stringify({ kind: 'Status', status: 'Failure', code, reason, message });
@@ -74,5 +74,25 @@ describe('resourcePath', () => {
       resourcePath(recs, 'ns', 'r', 'status'),
       '/apis/tote.dev/v1alpha1/namespaces/ns/salvagerecords/r/status',
     );
+  });
+});
+
+describe('resourceOfPath: the metric label of a request', () => {
+  it('reads back what resourcePath builds, whatever the namespace and name', () => {
+    const pods = { group: '', version: 'v1', plural: 'pods', namespaced: true };
+    const recs = { group: 'tote.dev', version: 'v1alpha1', plural: 'salvagerecords', namespaced: true };
+    const nodes = { group: '', version: 'v1', plural: 'nodes', namespaced: false };
+    assert.equal(resourceOfPath(resourcePath(pods)), 'pods');
+    assert.equal(resourceOfPath(resourcePath(pods, 'team-a', 'web-1')), 'pods');
+    assert.equal(resourceOfPath(resourcePath(recs, 'ns', 'r', 'status')), 'salvagerecords/status');
+    assert.equal(resourceOfPath(resourcePath(recs, 'ns')), 'salvagerecords');
+    assert.equal(resourceOfPath(resourcePath(nodes, undefined, 'node-a')), 'nodes');
+  });
+
+  it('names a namespace itself as namespaces, and anything else as other', () => {
+    assert.equal(resourceOfPath('/api/v1/namespaces'), 'namespaces');
+    assert.equal(resourceOfPath('/api/v1/namespaces/team-a'), 'namespaces');
+    assert.equal(resourceOfPath('/version'), 'other');
+    assert.equal(resourceOfPath('/apis'), 'other');
   });
 });

@@ -58,4 +58,18 @@ describe('runtime metrics', () => {
     q.addRateLimited('a');
     assert.equal(await sample(registry, 'tote_workqueue_retries_total{name="pods"}'), 1);
   });
+
+  it('counts API requests by verb and code, and their latency by verb and resource', async () => {
+    const registry = createRegistry({ defaultMetrics: false });
+    const m = runtimeMetrics(registry);
+    m.observeKubeRequest({ method: 'PUT', resource: 'salvagerecords/status', statusCode: 200, seconds: 0.04 });
+    m.observeKubeRequest({ method: 'PUT', resource: 'salvagerecords/status', statusCode: 409, seconds: 0.3 });
+    m.observeKubeRequest({ method: 'GET', resource: 'pods', statusCode: undefined, seconds: 30 });
+    assert.equal(await sample(registry, 'tote_kube_requests_total{verb="PUT",code="200"}'), 1);
+    assert.equal(await sample(registry, 'tote_kube_requests_total{verb="PUT",code="409"}'), 1);
+    assert.equal(await sample(registry, 'tote_kube_requests_total{verb="GET",code="none"}'), 1);
+    const put = 'verb="PUT",resource="salvagerecords/status"';
+    assert.equal(await sample(registry, `tote_kube_request_duration_seconds_count{${put}}`), 2);
+    assert.equal(await sample(registry, `tote_kube_request_duration_seconds_bucket{le="0.05",${put}}`), 1);
+  });
 });
