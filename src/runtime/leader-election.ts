@@ -8,6 +8,10 @@
 // matter. On stop() a leader releases the lease (empty holder, 1 s duration) so a standby takes over at once instead
 // of waiting out the lease.
 //
+// A leader renews with the Lease its last write returned, without reading it first (client-go does the same since
+// 1.29): one request per renewal instead of two. If anyone changed the Lease meanwhile, the resourceVersion no longer
+// matches, the write gets a 409, and the same attempt falls back to reading the Lease and deciding afresh.
+//
 // Safety margin, as in client-go: renewDeadline < leaseDuration means the leader stops acting (onStoppedLeading, its
 // AbortSignal aborts) before any standby may consider the lease expired. Requests of the given KubeClient should time
 // out well within renewDeadline.
@@ -90,6 +94,8 @@ export class LeaderElector {
   #observed: LeaseSpec | undefined;
   #observedAt = 0;
   #lastRenewAt = 0;
+  /** The Lease as this process's last successful write left it; renewals write over it without reading. */
+  #held: Lease | undefined;
   #leader: string | undefined;
 
   constructor(options: LeaderElectorOptions) {
@@ -245,6 +251,22 @@ export class LeaderElector {
     const { client, namespace, name } = this.#o;
     const durationSeconds = Math.max(1, Math.round(this.#o.leaseDurationMs / 1000));
     const now = this.#clock.now();
+    const held = this.#held;
+    this.#held = undefined;
+    if (held && this.#leading) {
+      try {
+        const spec: LeaseSpec = { ...held.spec, leaseDurationSeconds: durationSeconds, renewTime: microTime(now) };
+        const renewed = await client.update<Lease>(resources.leases, { ...held, spec });
+        this.#wrote(renewed, spec, now);
+        return true;
+      } catch (err) {
+        if (!isConflict(err)) {
+          this.#log.warn('lease renew failed', { error: errorMessage(err) });
+          return false;
+        }
+        this.#log.debug('lease changed since this process wrote it; reading it again', { error: errorMessage(err) });
+      }
+    }
     try {
       const lease = await client.getOrUndefined<Lease>(resources.leases, name, namespace);
       if (!lease) {
@@ -261,8 +283,7 @@ export class LeaderElector {
           metadata: { name, namespace },
           spec,
         });
-        this.#observe(created.spec ?? spec);
-        this.#lastRenewAt = now;
+        this.#wrote(created, spec, now);
         return true;
       }
       const spec = lease.spec ?? {};
@@ -279,8 +300,7 @@ export class LeaderElector {
         leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + 1,
       };
       const updated = await client.update<Lease>(resources.leases, { ...lease, spec: next });
-      this.#observe(updated.spec ?? next);
-      this.#lastRenewAt = now;
+      this.#wrote(updated, next, now);
       return true;
     } catch (err) {
       // Losing a race (409) is the normal way to lose an election round; anything else is worth a log line.
@@ -289,6 +309,13 @@ export class LeaderElector {
       else this.#log.warn('lease acquire/renew failed', { error: errorMessage(err) });
       return false;
     }
+  }
+
+  /** After a successful write: the Lease as the server now has it is what the next renewal writes over. */
+  #wrote(lease: Lease, written: LeaseSpec, now: number): void {
+    this.#observe(lease.spec ?? written);
+    this.#held = lease;
+    this.#lastRenewAt = now;
   }
 
   async #release(): Promise<void> {

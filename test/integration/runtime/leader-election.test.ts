@@ -8,6 +8,7 @@ import type { ClusterEnv } from '../../support/index.ts';
 import { KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import { LeaderElector } from '../../../src/runtime/leader-election.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
+import type { RequestSample } from '../../../src/runtime/kube-http.ts';
 import { Condition, withDeadline } from './deadline.ts';
 
 interface Candidate {
@@ -25,7 +26,12 @@ describe('leader election (real API server)', () => {
     env = await ensureCluster();
   });
 
-  function candidate(namespace: string, identity: string, releaseOnStop = true): Candidate {
+  function candidate(
+    namespace: string,
+    identity: string,
+    releaseOnStop = true,
+    observeRequest?: (sample: RequestSample) => void,
+  ): Candidate {
     let onStarted!: (id: string) => void;
     let onStopped!: (id: string) => void;
     const c: Candidate = {
@@ -34,7 +40,10 @@ describe('leader election (real API server)', () => {
       leadership: undefined,
       observed: new Condition(),
       elector: new LeaderElector({
-        client: new KubeClient(loadKubeConfig(env.kubeconfig), { requestTimeoutMs: 1000 }),
+        client: new KubeClient(loadKubeConfig(env.kubeconfig), {
+          requestTimeoutMs: 1000,
+          ...(observeRequest ? { observeRequest } : {}),
+        }),
         namespace,
         name: 'tote-test-leader',
         identity,
@@ -115,5 +124,35 @@ describe('leader election (real API server)', () => {
     assert.ok(waited >= 1500, `respected the lease (took over after ${waited} ms)`);
     assert.equal(leader.elector.isLeader(), false);
     assert.equal(standby.elector.isLeader(), true);
+  });
+
+  it('renews with one write and no read; after someone else writes the lease, reads it once and renews', async (t) => {
+    const ns = await testNamespace(env, t);
+    const requests: string[] = [];
+    const sent = new Condition();
+    const a = candidate(ns.name, 'a', true, (s) => {
+      requests.push(`${s.method} ${s.statusCode ?? 'none'}`);
+      sent.notify();
+    });
+    t.after(() => a.elector.stop());
+    void a.elector.start();
+    await withDeadline(a.started, 10_000, 'leadership');
+    const renewalsFrom = requests.length;
+    await sent.until(() => requests.length - renewalsFrom >= 5, 5000, 'five renewals');
+    assert.deepEqual(requests.slice(renewalsFrom, renewalsFrom + 5), Array(5).fill('PUT 200'));
+
+    // A label added by someone else moves the resourceVersion: the leader's next write is refused, it reads the
+    // Lease again and renews over it, keeping the label.
+    const client = new KubeClient(loadKubeConfig(env.kubeconfig));
+    const touchedFrom = requests.length;
+    await client.mergePatch(resources.leases, 'tote-test-leader', ns.name, {
+      metadata: { labels: { touched: 'yes' } },
+    });
+    const recovered = () => requests.slice(touchedFrom).join(',').includes('PUT 409,GET 200,PUT 200');
+    await sent.until(recovered, 5000, 'a refused renewal, a read and a renewal');
+    assert.equal(a.elector.isLeader(), true);
+    const lease = await client.get<Lease>(resources.leases, 'tote-test-leader', ns.name);
+    assert.equal(lease.spec?.holderIdentity, 'a');
+    assert.equal(lease.metadata?.labels?.touched, 'yes');
   });
 });
