@@ -25,6 +25,8 @@ export interface EventRecorder {
 const seriesWindowMs = 10 * 60_000;
 const maxTracked = 4096;
 const maxQueued = 1000;
+/** Sends in flight at once: a burst of incidents shows its Events in seconds, not minutes, without flooding. */
+const maxSending = 4;
 
 interface Sent {
   name: string;
@@ -40,7 +42,11 @@ export class KubeEventRecorder implements EventRecorder {
   readonly #instance: string;
   /** Recently sent events by (uid, reason, note), oldest first, for series. */
   readonly #sent = new Map<string, Sent>();
-  #tail: Promise<void> = Promise.resolve();
+  /** The last send queued per series key: a repeat starts only after the Event it counts exists. */
+  readonly #lastOfKey = new Map<string, Promise<void>>();
+  /** Sends waiting for one of the maxSending slots, in the order they became ready. */
+  readonly #waitingForSlot: (() => void)[] = [];
+  #sending = 0;
   #queued = 0;
 
   constructor(kube: KubeClient, options: { clock: Clock; log: Logger; instance: string }) {
@@ -52,8 +58,9 @@ export class KubeEventRecorder implements EventRecorder {
 
   /**
    * Queues the Event and returns a promise of its sending; callers need not wait (reconciles do not: like client-go's
-   * recorder, Events go out in the background). Sends run one at a time, in order, so a series update never races
-   * the Event it counts; beyond `maxQueued` waiting sends new Events are dropped (and logged) rather than piling up.
+   * recorder, Events go out in the background). Up to `maxSending` go out at once; Events of one series (same
+   * object, reason and note) go one after another, so a series update never races the Event it counts. Beyond
+   * `maxQueued` waiting sends new Events are dropped (and logged) rather than piling up.
    */
   record(
     target: EventTarget,
@@ -67,12 +74,36 @@ export class KubeEventRecorder implements EventRecorder {
       return Promise.resolve();
     }
     this.#queued++;
-    const sent = this.#tail.then(() => this.#send(target, type, reason, note, action));
-    this.#tail = sent.finally(() => this.#queued--);
+    const key = seriesKey(target, reason, note);
+    const sent = (this.#lastOfKey.get(key) ?? Promise.resolve())
+      .then(() => this.#takeSlot())
+      .then(() => this.#send(key, target, type, reason, note, action))
+      .finally(() => {
+        this.#releaseSlot();
+        this.#queued--;
+        if (this.#lastOfKey.get(key) === sent) this.#lastOfKey.delete(key);
+      });
+    this.#lastOfKey.set(key, sent);
     return sent;
   }
 
+  #takeSlot(): Promise<void> {
+    if (this.#sending < maxSending) {
+      this.#sending++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waitingForSlot.push(resolve));
+  }
+
+  /** Hands the slot to the next waiting send, or frees it. */
+  #releaseSlot(): void {
+    const next = this.#waitingForSlot.shift();
+    if (next) next();
+    else this.#sending--;
+  }
+
   async #send(
+    key: string,
     target: EventTarget,
     type: 'Normal' | 'Warning',
     reason: string,
@@ -80,7 +111,6 @@ export class KubeEventRecorder implements EventRecorder {
     action: string,
   ): Promise<void> {
     const now = this.#clock.now();
-    const key = `${target.uid}\u0000${reason}\u0000${note}`;
     const previous = this.#sent.get(key);
     try {
       if (previous && now - previous.firstAt < seriesWindowMs) {
@@ -125,6 +155,10 @@ export class KubeEventRecorder implements EventRecorder {
       if (oldest !== undefined) this.#sent.delete(oldest);
     }
   }
+}
+
+function seriesKey(target: EventTarget, reason: string, note: string): string {
+  return `${target.uid}\u0000${reason}\u0000${note}`;
 }
 
 /** MicroTime as the API server wants it: RFC 3339 with exactly six fractional digits. */

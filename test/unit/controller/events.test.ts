@@ -35,18 +35,49 @@ const log = {
   debug: () => undefined,
 } as unknown as Logger;
 
-describe('KubeEventRecorder: events in the background, in order', () => {
+describe('KubeEventRecorder: events in the background, a series in order', () => {
   it('a repeat queued behind its first send counts into that Event instead of creating another', async () => {
     const { kube, calls, pending, releaseAll } = fakeKube();
     const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
     const first = recorder.record(target, 'Normal', 'Salvaged', 'copied');
     const second = recorder.record(target, 'Normal', 'Salvaged', 'copied');
-    await Promise.resolve();
+    await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(calls, ['create'], 'the second waits for the first');
     assert.equal(pending.length, 1);
     await releaseAll();
     await Promise.all([first, second]);
     assert.deepEqual(calls, ['create', 'patch']);
+  });
+
+  it('sends up to four different Events at once; the rest wait for a free slot', async () => {
+    const { kube, calls, pending, releaseAll } = fakeKube();
+    const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
+    const sends = Array.from({ length: 6 }, (_, i) => recorder.record(target, 'Normal', 'Step', `note ${i}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(pending.length, 4, 'four in flight');
+    pending.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls.length, 5, 'one finished, the fifth took its slot');
+    assert.equal(pending.length, 4);
+    await releaseAll();
+    await Promise.all(sends);
+    assert.deepEqual(calls, Array(6).fill('create'));
+  });
+
+  it('a repeat waits for its first even while other Events go out', async () => {
+    const { kube, calls, pending, releaseAll } = fakeKube();
+    const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
+    const first = recorder.record(target, 'Warning', 'Salvageable', 'found');
+    const other = recorder.record(target, 'Normal', 'Salvaged', 'copied');
+    const repeat = recorder.record(target, 'Warning', 'Salvageable', 'found');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, ['create', 'create'], 'the repeat is not sent before its first exists');
+    pending.shift()!();
+    await first;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, ['create', 'create', 'patch'], 'then it counts into the first');
+    await releaseAll();
+    await Promise.all([other, repeat]);
   });
 
   it('drops new Events beyond 1,000 waiting, and says so', async () => {
