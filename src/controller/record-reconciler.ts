@@ -287,18 +287,10 @@ async function digestsFromAgents(
 ): Promise<Set<string>> {
   // Every record of a burst waiting on the same tag shares one round of questions (see findCandidates).
   return c.agents.fanOut(`resolve|${wanted}|${fresh}`, async () => {
-    const found = new Set<string>();
-    await Promise.all(
-      [...c.agents.alive().keys()].map(async (node) => {
-        try {
-          const digest = await c.agents.resolve(node, wanted, { fresh });
-          if (digest) found.add(digest);
-        } catch (err) {
-          ctx.log.debug('agent did not answer while resolving', { node, error: errorMessage(err) });
-        }
-      }),
-    );
-    return found;
+    const round = await c.agents.resolveEverywhere([...c.agents.alive().keys()], wanted, { fresh });
+    for (const [node, err] of round.failed)
+      ctx.log.debug('agent did not answer while resolving', { node, error: errorMessage(err) });
+    return new Set([...round.answers.values()].filter((digest) => digest !== undefined));
   });
 }
 
@@ -404,21 +396,13 @@ async function askNodes(
   fresh: boolean,
   ctx: ReconcileContext,
 ): Promise<{ candidates: (SourceCandidate & { size: number })[]; unreachable: string[] }> {
+  // Completeness is judged per image from the blobs really present.
+  const round = await c.agents.imageEverywhere(nodes, digest, { fresh });
   const candidates: (SourceCandidate & { size: number })[] = [];
-  const unreachable: string[] = [];
-  await Promise.all(
-    nodes.map(async (node) => {
-      try {
-        // Completeness is judged per image from the blobs really present.
-        const image = await c.agents.image(node, digest, { fresh });
-        if (image?.complete) candidates.push({ node, size: image.size });
-      } catch (err) {
-        unreachable.push(node);
-        ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
-      }
-    }),
-  );
-  return { candidates, unreachable };
+  for (const [node, image] of round.answers) if (image?.complete) candidates.push({ node, size: image.size });
+  for (const [node, err] of round.failed)
+    ctx.log.debug('agent did not answer while locating', { node, error: errorMessage(err) });
+  return { candidates, unreachable: [...round.failed.keys()] };
 }
 
 /** A node of another platform cannot supply this one's manifest. Unknown platforms are asked anyway. */

@@ -158,12 +158,18 @@ describe('agent directory', () => {
 
   it('sends the tags and images asked of one node together, on one channel and in one query slot', async () => {
     const { clock, channels, directory, lists } = setup(['node-a', 'node-b'], { maxInflightQueries: 1 });
-    const tagA = directory.resolve('node-a', 'registry.example/app:v1');
+    // One node's answer from a round of one, or its failure.
+    const resolveOn = async (node: string, reference: string) => {
+      const round = await directory.resolveEverywhere([node], reference);
+      if (round.failed.has(node)) throw round.failed.get(node);
+      return round.answers.get(node);
+    };
+    const tagA = resolveOn('node-a', 'registry.example/app:v1');
     const imageA = directory.image('node-a', digest);
-    const gone = directory.resolve('node-a', 'registry.example/app:v0');
+    const gone = resolveOn('node-a', 'registry.example/app:v0');
     // Asked as the record name CRI keeps: no tag is latest.
-    const latest = directory.resolve('node-a', 'registry.example/app');
-    const tagB = directory.resolve('node-b', 'registry.example/app:v1');
+    const latest = resolveOn('node-a', 'registry.example/app');
+    const tagB = resolveOn('node-b', 'registry.example/app:v1');
     await clock.advance(5);
     const [a] = channels;
     assert.equal(channels.length, 1, 'node-b waits for the only slot');
@@ -383,5 +389,59 @@ describe('agent directory: shared rounds of questions', () => {
     await assert.rejects(f1, /agents down/);
     await assert.rejects(f2, /agents down/);
     assert.equal(await directory.fanOut('holders|z', async () => 'after'), 'after');
+  });
+
+  it('a round asks each node once, takes fresh cached answers, caches new ones, and settles with every node', async () => {
+    const { clock, directory, lists } = setup(['node-a', 'node-b', 'node-c']);
+    const cached = directory.image('node-a', digest);
+    await clock.advance(5);
+    lists()[0]?.answer.resolve([image(digest)]);
+    await cached;
+
+    const round = directory.imageEverywhere(['node-a', 'node-b', 'node-c', 'node-b'], digest);
+    await clock.advance(5);
+    assert.equal(lists().length, 3, 'node-a answered from the cache; node-b asked once though named twice');
+    let settled = false;
+    void round.then(() => (settled = true));
+    lists()[1]?.answer.resolve([image(digest)]);
+    await settle();
+    assert.equal(settled, false, 'waits for node-c');
+    lists()[2]?.answer.reject(new Error('connection reset'));
+    const { answers, failed } = await round;
+    assert.deepEqual([...answers.keys()].sort(), ['node-a', 'node-b']);
+    assert.equal(answers.get('node-b')?.digest, digest);
+    assert.deepEqual([...failed.keys()], ['node-c']);
+    assert.match(String(failed.get('node-c')), /connection reset/);
+
+    // node-b's answer is cached like image()'s; node-c's failure is not.
+    assert.equal((await directory.image('node-b', digest))?.digest, digest);
+    const again = directory.imageEverywhere(['node-b', 'node-c'], digest);
+    await clock.advance(5);
+    assert.equal(lists().length, 4, 'only node-c asked again');
+    lists()[3]?.answer.resolve([]);
+    assert.deepEqual(
+      [...(await again).answers.entries()].map(([n, a]) => [n, a?.digest]),
+      [
+        ['node-b', digest],
+        ['node-c', undefined],
+      ],
+    );
+    assert.deepEqual(await directory.imageEverywhere([], digest), { answers: new Map(), failed: new Map() });
+  });
+
+  it('forgets answers once they expire, not only when the cache is full', async () => {
+    const { clock, directory, lists } = setup(['node-a']);
+    const first = directory.imageEverywhere(['node-a'], digest);
+    await clock.advance(5);
+    lists()[0]?.answer.resolve([image(digest)]);
+    await first;
+    assert.equal(directory.cachedAnswers, 1);
+    await clock.advance(5_000);
+    // The next answer stored prunes the expired one.
+    const next = directory.imageEverywhere(['node-a'], other);
+    await clock.advance(5);
+    lists()[1]?.answer.resolve([]);
+    await next;
+    assert.equal(directory.cachedAnswers, 1, 'only the new answer is held');
   });
 });
