@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { truncate } from '../api/index.ts';
+import { detachFromApiWait } from '../runtime/api-wait.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { resources } from '../runtime/kube.ts';
 import type { KubeClient } from '../runtime/kube.ts';
@@ -75,14 +76,17 @@ export class KubeEventRecorder implements EventRecorder {
     }
     this.#queued++;
     const key = seriesKey(target, reason, note);
-    const sent = (this.#lastOfKey.get(key) ?? Promise.resolve())
-      .then(() => this.#takeSlot())
-      .then(() => this.#send(key, target, type, reason, note, action))
-      .finally(() => {
-        this.#releaseSlot();
-        this.#queued--;
-        if (this.#lastOfKey.get(key) === sent) this.#lastOfKey.delete(key);
-      });
+    // Sent after the reconcile that asked for it has moved on: not part of its API wait.
+    const sent = detachFromApiWait(() =>
+      (this.#lastOfKey.get(key) ?? Promise.resolve())
+        .then(() => this.#takeSlot())
+        .then(() => this.#send(key, target, type, reason, note, action))
+        .finally(() => {
+          this.#releaseSlot();
+          this.#queued--;
+          if (this.#lastOfKey.get(key) === sent) this.#lastOfKey.delete(key);
+        }),
+    );
     this.#lastOfKey.set(key, sent);
     return sent;
   }

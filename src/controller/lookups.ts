@@ -8,6 +8,7 @@
 // serves): a reconcile asking for another kind abandons the old one, so a result is only ever consumed by the phase
 // that asked for it. A result older than maxAgeMs when taken is discarded and the lookup runs again: no decision is
 // made on stale answers. State is in memory: after a restart the record simply asks again.
+import { detachFromApiWait } from '../runtime/api-wait.ts';
 import type { Clock } from '../runtime/clock.ts';
 
 export interface LookupArgs<T> {
@@ -84,9 +85,12 @@ export class LookupTracker {
       lookup.finishedAt = this.#clock.now();
       this.#notify(args.key);
     };
-    new Promise<T>((resolve) => resolve(args.run(lookup.abort.signal))).then(
-      (value) => finish('succeeded', value),
-      (err: unknown) => finish('failed', err),
+    // The lookup outlives the reconcile that started it: its API requests are not that reconcile's wait.
+    detachFromApiWait(() =>
+      new Promise<T>((resolve) => resolve(args.run(lookup.abort.signal))).then(
+        (value) => finish('succeeded', value),
+        (err: unknown) => finish('failed', err),
+      ),
     );
   }
 

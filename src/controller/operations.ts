@@ -7,6 +7,7 @@
 // record's status still says Transferring, the state machine sees no operation here and starts it again, and the
 // agent resumes from what containerd already holds.
 import { errorMessage, isRetryable, isToteError } from '../api/index.ts';
+import { detachFromApiWait } from '../runtime/api-wait.ts';
 import type { Clock } from '../runtime/clock.ts';
 
 export interface OperationState<P> {
@@ -66,7 +67,8 @@ export class OperationTracker<P> {
         this.#notify(args.key);
       }
     };
-    args.run(onProgress, abort.signal).then(
+    // The operation outlives the reconcile that started it: its API requests are not that reconcile's wait.
+    detachFromApiWait(() => args.run(onProgress, abort.signal)).then(
       (result) => {
         if (this.#ops.get(args.uid) !== entry) return;
         entry.state = 'succeeded';

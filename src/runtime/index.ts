@@ -1,5 +1,6 @@
 // The controller runtime: work queue, informers, leader election, Kubernetes client and errors, metrics, logging,
 // health endpoints, configuration. Layer rule: imports only src/api and generated/.
+export * from './api-wait.ts';
 export * from './clock.ts';
 export * from './config/index.ts';
 export * from './health-server.ts';

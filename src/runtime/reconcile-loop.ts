@@ -15,6 +15,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { ToteError, errorMessage } from '../api/errors.ts';
+import { tallyApiWait } from './api-wait.ts';
 import { silentLogger } from './logging.ts';
 import type { Logger } from './logging.ts';
 import type { ReconcileResultLabel, RuntimeMetrics } from './metrics.ts';
@@ -91,15 +92,18 @@ export function runReconcileLoop(options: ReconcileLoopOptions): Promise<void> {
     const reconcileId = randomUUID();
     const log = baseLog.child({ key, reconcileId });
     const started = now();
+    const apiWait = { seconds: 0 };
     metrics?.activeWorkers.inc({ controller: name });
     let outcome: { ok: true; result: ReconcileResult | void } | { ok: false; error: unknown };
     try {
-      outcome = { ok: true, result: await reconcile(key, { log, reconcileId, signal }) };
+      outcome = { ok: true, result: await tallyApiWait(apiWait, () => reconcile(key, { log, reconcileId, signal })) };
     } catch (error) {
       outcome = { ok: false, error };
     } finally {
       metrics?.activeWorkers.dec({ controller: name });
-      metrics?.reconcileDuration.observe({ controller: name }, (now() - started) / 1000);
+      const seconds = (now() - started) / 1000;
+      metrics?.reconcileDuration.observe({ controller: name }, seconds);
+      metrics?.reconcileOwnDuration.observe({ controller: name }, Math.max(0, seconds - apiWait.seconds));
     }
     const c = classifyOutcome(outcome);
     metrics?.reconcileTotal.inc({ controller: name, result: c.label });

@@ -10,6 +10,7 @@ import type { ClusterEnv } from '../../support/index.ts';
 import { KubeApiError, KubeClient, loadKubeConfig, resources } from '../../../src/runtime/kube.ts';
 import type { Lease } from '../../../src/runtime/leader-election.ts';
 import type { RequestSample } from '../../../src/runtime/kube-http.ts';
+import { tallyApiWait } from '../../../src/runtime/api-wait.ts';
 
 type ConfigMap = KubernetesObject & { data?: Record<string, string> };
 
@@ -194,5 +195,15 @@ describe('KubeClient (real API server)', () => {
       ],
     );
     for (const s of samples) assert.ok(s.seconds > 0 && s.seconds < 30, `${s.seconds} s`);
+
+    // The same durations add up in the tally of the reconcile (here: the function) they ran in.
+    const tally = { seconds: 0 };
+    const before = samples.length;
+    await tallyApiWait(tally, async () => {
+      await observed.getOrUndefined(resources.configMaps, 'seen', ns.name);
+      await observed.getOrUndefined(resources.configMaps, 'absent', ns.name);
+    });
+    const charged = samples.slice(before).reduce((sum, s) => sum + s.seconds, 0);
+    assert.ok(tally.seconds > 0 && Math.abs(tally.seconds - charged) < 1e-9, `${tally.seconds} s vs ${charged} s`);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ToteError } from '../../../src/api/errors.ts';
+import { chargeApiWait, detachFromApiWait } from '../../../src/runtime/api-wait.ts';
 import { ManualClock, settle } from '../../../src/runtime/clock.ts';
 import { createRegistry, runtimeMetrics } from '../../../src/runtime/metrics.ts';
 import { classifyOutcome, runReconcileLoop } from '../../../src/runtime/reconcile-loop.ts';
@@ -84,5 +85,39 @@ describe('runReconcileLoop', () => {
     assert.deepEqual(byResult, { success: 3, error: 2, requeue: 0, requeue_after: 1 });
     assert.equal((await metrics.reconcileErrors.get()).values[0]?.value, 2);
     assert.equal((await metrics.terminalReconcileErrors.get()).values[0]?.value, 1);
+  });
+
+  it("splits a reconcile's time into API wait and its own, not counting what it left running", async () => {
+    const clock = new ManualClock();
+    const registry = createRegistry({ defaultMetrics: false });
+    const metrics = runtimeMetrics(registry);
+    const queue = new WorkQueue({ name: 'c', clock });
+    let nowMs = 0;
+    let background: Promise<void> | undefined;
+    const loop = runReconcileLoop({
+      name: 'c',
+      queue,
+      metrics,
+      now: () => nowMs,
+      reconcile: async () => {
+        await Promise.resolve();
+        chargeApiWait(0.3); // a write that took 300 ms
+        // Work left running (an Event being sent) waits for the API server too, but not on this reconcile's behalf.
+        background = detachFromApiWait(async () => {
+          await Promise.resolve();
+          chargeApiWait(5);
+        });
+        await background;
+        nowMs += 500;
+      },
+    });
+    queue.add('k');
+    await settle();
+    await queue.shutdown({ drain: true });
+    await loop;
+    const sums = async (h: typeof metrics.reconcileDuration) =>
+      (await h.get()).values.find((v) => v.metricName?.endsWith('_sum'))?.value;
+    assert.equal(await sums(metrics.reconcileDuration), 0.5);
+    assert.ok(Math.abs((await sums(metrics.reconcileOwnDuration))! - 0.2) < 1e-9, 'own share 500 - 300 ms');
   });
 });
