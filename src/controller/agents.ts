@@ -15,7 +15,7 @@ import { endpointFromLease } from '../api/index.ts';
 import type { AgentEndpoint } from '../api/index.ts';
 import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../agentapi/index.ts';
 import { recordNameFor } from '../registry/index.ts';
-import type { Clock } from '../runtime/clock.ts';
+import type { Clock, TimerHandle } from '../runtime/clock.ts';
 import { AgentChannels } from './agent-channels.ts';
 
 /** Where the controller finds agent Leases; an informer in production, anything listable in tests. */
@@ -95,7 +95,8 @@ export class AgentDirectory {
   /** By node, then question ("image|<digest>", "resolve|<reference>"): invalidating a node is one delete. */
   readonly #answers = new Map<string, Map<string, CachedAnswer>>();
   #answerCount = 0;
-  #lastPrune = 0;
+  /** Drops expired answers a cache lifetime after they were stored, so a burst's thousands do not outstay it. */
+  #pruneTimer: TimerHandle | undefined;
   readonly #fanOuts = new Map<string, Promise<unknown>>();
   /** Per node, the batch still taking questions. */
   readonly #collecting = new Map<string, Batch>();
@@ -362,12 +363,20 @@ export class AgentDirectory {
     if (!answers) this.#answers.set(node, (answers = new Map()));
     if (!answers.has(key)) this.#answerCount++;
     answers.set(key, { at: now, value });
-    // Expired answers go once per cache lifetime (a burst's thousands do not outstay it), or at once when too many.
-    if (this.#answerCount > maxCachedAnswers || now - this.#lastPrune >= this.#ttl) this.#prune(now);
+    if (this.#answerCount > maxCachedAnswers) this.#prune(now);
+    this.#armPrune();
+  }
+
+  #armPrune(): void {
+    if (this.#pruneTimer !== undefined || this.#answerCount === 0) return;
+    this.#pruneTimer = this.#clock.setTimeout(() => {
+      this.#pruneTimer = undefined;
+      this.#prune(this.#clock.now());
+      this.#armPrune();
+    }, this.#ttl);
   }
 
   #prune(now: number): void {
-    this.#lastPrune = now;
     for (const [node, answers] of this.#answers) {
       for (const [key, entry] of answers) {
         if (now - entry.at < this.#ttl) continue;
@@ -398,6 +407,8 @@ export class AgentDirectory {
   }
 
   close(): void {
+    if (this.#pruneTimer !== undefined) this.#clock.clearTimeout(this.#pruneTimer);
+    this.#pruneTimer = undefined;
     this.#channels.close();
     this.#answers.clear();
     this.#answerCount = 0;

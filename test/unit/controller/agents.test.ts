@@ -429,19 +429,23 @@ describe('agent directory: shared rounds of questions', () => {
     assert.deepEqual(await directory.imageEverywhere([], digest), { answers: new Map(), failed: new Map() });
   });
 
-  it('forgets answers once they expire, not only when the cache is full', async () => {
+  it('forgets answers once they expire, without waiting for the cache to fill or another question', async () => {
     const { clock, directory, lists } = setup(['node-a']);
     const first = directory.imageEverywhere(['node-a'], digest);
     await clock.advance(5);
     lists()[0]?.answer.resolve([image(digest)]);
     await first;
     assert.equal(directory.cachedAnswers, 1);
-    await clock.advance(5_000);
-    // The next answer stored prunes the expired one.
+    await clock.advance(2_000);
     const next = directory.imageEverywhere(['node-a'], other);
     await clock.advance(5);
     lists()[1]?.answer.resolve([]);
     await next;
-    assert.equal(directory.cachedAnswers, 1, 'only the new answer is held');
+    assert.equal(directory.cachedAnswers, 2);
+    // No question after the burst: the answers go all the same, each once it has expired.
+    await clock.advance(3_000);
+    assert.equal(directory.cachedAnswers, 1, 'the first answer expired and went');
+    await clock.advance(5_000);
+    assert.equal(directory.cachedAnswers, 0, 'then the second');
   });
 });
