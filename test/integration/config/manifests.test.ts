@@ -55,6 +55,9 @@ const knownMetrics = {
     'tote_last_copy_images',
     // src/runtime/metrics.ts
     'tote_reconcile_total',
+    'tote_reconcile_duration_seconds',
+    'tote_reconcile_own_duration_seconds',
+    'tote_kube_request_duration_seconds',
     'tote_workqueue_depth',
     'tote_leader_election_master_status',
     // src/agent/metrics.ts
@@ -69,6 +72,9 @@ const knownMetrics = {
   external: ['up', 'kube_daemonset_status_desired_number_scheduled'],
 };
 const histograms = new Set([
+  'tote_reconcile_duration_seconds',
+  'tote_reconcile_own_duration_seconds',
+  'tote_kube_request_duration_seconds',
   'tote_salvage_duration_seconds',
   'tote_push_duration_seconds',
   'tote_agent_transfer_duration_seconds',
