@@ -560,6 +560,8 @@ try {
   const ms = (h: Histogram, q: number) => Number((quantile(h, q) * 1000).toFixed(1));
   const latency = (h: Histogram) => ({ count: h.count, p50_ms: ms(h, 0.5), p99_ms: ms(h, 0.99) });
   const durations = burstHistogram('tote_reconcile_duration_seconds');
+  // The same reconciles without their API wait: what the controller itself spends per reconcile.
+  const ownDurations = burstHistogram('tote_reconcile_own_duration_seconds');
   const perController: Record<string, ReturnType<typeof latency>> = {};
   for (const controllerName of ['pods', 'records', 'policies']) {
     const h = burstHistogram('tote_reconcile_duration_seconds', `controller="${controllerName}"`);
@@ -570,8 +572,6 @@ try {
   const apiLatency: Record<string, ReturnType<typeof latency>> = {
     all: latency(burstHistogram('tote_kube_request_duration_seconds')),
   };
-  // The same reconciles without their API wait: what the controller itself spends per reconcile.
-  const ownDurations = burstHistogram('tote_reconcile_own_duration_seconds');
   for (const verb of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']) {
     const h = burstHistogram('tote_kube_request_duration_seconds', `verb="${verb}"`);
     if (h.count > 0) apiLatency[verb] = latency(h);

@@ -16,6 +16,7 @@ import type { AgentEndpoint } from '../api/index.ts';
 import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../agentapi/index.ts';
 import { recordNameFor } from '../registry/index.ts';
 import type { Clock, TimerHandle } from '../runtime/clock.ts';
+import { ConcurrencyLimiter } from '../runtime/concurrency-limiter.ts';
 import { AgentChannels } from './agent-channels.ts';
 
 /** Where the controller finds agent Leases; an informer in production, anything listable in tests. */
@@ -91,7 +92,7 @@ export class AgentDirectory {
   readonly #timeout: number;
   readonly #windowMs: number;
   readonly #channels: AgentChannels;
-  readonly #limiter: QueryLimiter;
+  readonly #limiter: ConcurrencyLimiter;
   /** By node, then question ("image|<digest>", "resolve|<reference>"): invalidating a node is one delete. */
   readonly #answers = new Map<string, Map<string, CachedAnswer>>();
   #answerCount = 0;
@@ -111,7 +112,7 @@ export class AgentDirectory {
     this.#ttl = options.inventoryTtlMs ?? 5_000;
     this.#timeout = options.callTimeoutMs ?? 10_000;
     this.#windowMs = options.batchWindowMs ?? 2;
-    this.#limiter = new QueryLimiter(options.maxInflightQueries ?? 16);
+    this.#limiter = new ConcurrencyLimiter(options.maxInflightQueries ?? 16);
     this.#channels = new AgentChannels({
       tls: options.tls,
       clock: options.clock,
@@ -490,48 +491,5 @@ class RoundSlot<T> implements Waiter<T> {
 
   reject(err: unknown): void {
     this.#round.failed(this.#node, err);
-  }
-}
-
-/** Runs at most `max` tasks at once; the others start in the order they came as slots free up. */
-class QueryLimiter {
-  readonly #max: number;
-  readonly #queue: (() => void)[] = [];
-  #running = 0;
-
-  constructor(max: number) {
-    this.#max = Math.max(1, max);
-  }
-
-  get running(): number {
-    return this.#running;
-  }
-
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const start = () => {
-        this.#running++;
-        const finish = () => {
-          this.#running--;
-          this.#queue.shift()?.();
-        };
-        new Promise<T>((r) => r(task())).then(
-          (value) => {
-            finish();
-            resolve(value);
-          },
-          (err: unknown) => {
-            finish();
-            reject(err);
-          },
-        );
-      };
-      if (this.#running < this.#max) start();
-      else this.#queue.push(start);
-    });
   }
 }

@@ -7,6 +7,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { truncate } from '../api/index.ts';
 import { detachFromApiWait } from '../runtime/api-wait.ts';
 import type { Clock } from '../runtime/clock.ts';
+import { ConcurrencyLimiter } from '../runtime/concurrency-limiter.ts';
 import { resources } from '../runtime/kube.ts';
 import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logging.ts';
@@ -45,9 +46,7 @@ export class KubeEventRecorder implements EventRecorder {
   readonly #sent = new Map<string, Sent>();
   /** The last send queued per series key: a repeat starts only after the Event it counts exists. */
   readonly #lastOfKey = new Map<string, Promise<void>>();
-  /** Sends waiting for one of the maxSending slots, in the order they became ready. */
-  readonly #waitingForSlot: (() => void)[] = [];
-  #sending = 0;
+  readonly #sending = new ConcurrencyLimiter(maxSending);
   #queued = 0;
 
   constructor(kube: KubeClient, options: { clock: Clock; log: Logger; instance: string }) {
@@ -79,31 +78,14 @@ export class KubeEventRecorder implements EventRecorder {
     // Sent after the reconcile that asked for it has moved on: not part of its API wait.
     const sent = detachFromApiWait(() =>
       (this.#lastOfKey.get(key) ?? Promise.resolve())
-        .then(() => this.#takeSlot())
-        .then(() => this.#send(key, target, type, reason, note, action))
+        .then(() => this.#sending.run(() => this.#send(key, target, type, reason, note, action)))
         .finally(() => {
-          this.#releaseSlot();
           this.#queued--;
           if (this.#lastOfKey.get(key) === sent) this.#lastOfKey.delete(key);
         }),
     );
     this.#lastOfKey.set(key, sent);
     return sent;
-  }
-
-  #takeSlot(): Promise<void> {
-    if (this.#sending < maxSending) {
-      this.#sending++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#waitingForSlot.push(resolve));
-  }
-
-  /** Hands the slot to the next waiting send, or frees it. */
-  #releaseSlot(): void {
-    const next = this.#waitingForSlot.shift();
-    if (next) next();
-    else this.#sending--;
   }
 
   async #send(

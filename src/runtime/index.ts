@@ -2,6 +2,7 @@
 // health endpoints, configuration. Layer rule: imports only src/api and generated/.
 export * from './api-wait.ts';
 export * from './clock.ts';
+export * from './concurrency-limiter.ts';
 export * from './config/index.ts';
 export * from './health-server.ts';
 export * from './informer.ts';

@@ -292,7 +292,7 @@ function ignoreError(): void {}
  * through it this response, alive until its next use, and a listener left on would keep the body with them (a 2 MB
  * page of a pod list, per pooled connection, was measured held that way).
  */
-function readAll(res: IncomingMessage): Promise<string> {
+export function readAll(res: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const onData = (chunk: Buffer) => chunks.push(chunk);
@@ -301,7 +301,6 @@ function readAll(res: IncomingMessage): Promise<string> {
       res.off('data', onData).off('end', settle).off('error', settle).on('error', ignoreError);
       if (err) reject(err);
       else resolve(Buffer.concat(chunks).toString('utf8'));
-      chunks.length = 0;
     };
     res.on('data', onData).on('end', settle).on('error', settle);
   });

@@ -8,9 +8,9 @@
 // matter. On stop() a leader releases the lease (empty holder, 1 s duration) so a standby takes over at once instead
 // of waiting out the lease.
 //
-// A leader renews with the Lease its last write returned, without reading it first (client-go does the same since
-// 1.29): one request per renewal instead of two. If anyone changed the Lease meanwhile, the resourceVersion no longer
-// matches, the write gets a 409, and the same attempt falls back to reading the Lease and deciding afresh.
+// A leader renews with the Lease its last write returned, without reading it first: one request per renewal instead
+// of two. If anyone changed the Lease meanwhile, the resourceVersion no longer matches, the write gets a 409, and the
+// same attempt falls back to reading the Lease and deciding afresh.
 //
 // Safety margin, as in client-go: renewDeadline < leaseDuration means the leader stops acting (onStoppedLeading, its
 // AbortSignal aborts) before any standby may consider the lease expired. Requests of the given KubeClient should time

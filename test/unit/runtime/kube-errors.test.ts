@@ -2,7 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ToteError } from '../../../src/api/errors.ts';
 import { KubeApiError, isGone, resourcePath, toKubeError } from '../../../src/runtime/kube.ts';
-import { KubeHttpError, resourceOfPath } from '../../../src/runtime/kube-http.ts';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough } from 'node:stream';
+import { KubeHttpError, readAll, resourceOfPath } from '../../../src/runtime/kube-http.ts';
 
 const status = (code: number, reason: string, message = `${reason} message`) =>
   JSON.stringify({ kind: 'Status', status: 'Failure', code, reason, message });
@@ -94,5 +96,25 @@ describe('resourceOfPath: the metric label of a request', () => {
     assert.equal(resourceOfPath('/api/v1/namespaces/team-a'), 'namespaces');
     assert.equal(resourceOfPath('/version'), 'other');
     assert.equal(resourceOfPath('/apis'), 'other');
+  });
+});
+
+describe('readAll: a response body, read once', () => {
+  it('takes its listeners off the response once read, so a pooled socket does not keep the body alive', async () => {
+    const res = new PassThrough() as unknown as IncomingMessage;
+    const body = readAll(res);
+    (res as unknown as PassThrough).end('{"kind":"PodList"}');
+    assert.equal(await body, '{"kind":"PodList"}');
+    assert.equal(res.listenerCount('data'), 0);
+    assert.equal(res.listenerCount('end'), 0);
+    assert.equal(res.listenerCount('error'), 1, 'one listener that holds nothing');
+    assert.doesNotThrow(() => res.emit('error', new Error('late')), 'a late error does not crash the process');
+  });
+
+  it('rejects with the stream error', async () => {
+    const res = new PassThrough() as unknown as IncomingMessage;
+    const body = readAll(res);
+    (res as unknown as PassThrough).destroy(new Error('socket hang up'));
+    await assert.rejects(body, /socket hang up/);
   });
 });
