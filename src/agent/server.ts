@@ -35,6 +35,7 @@ import {
 import type { PeerIdentity, TlsMaterial } from '../agentapi/index.ts';
 import { RegistryClient, staticCredentials } from '../registry/index.ts';
 import { listNodeImages, localPlan, missingBlobs, rootOf } from './images.ts';
+import { ownCopy } from './own-copy.ts';
 import { recordNameFor } from '../registry/index.ts';
 import type { NodeImage } from './images.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
@@ -311,8 +312,6 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
         if (req.sourceNode === '' || req.sourceAddress === '') {
           throw new ToteError('terminal', 'InvalidImport', 'Import needs source_node and source_address');
         }
-        if (req.sourceNode === nodeName)
-          throw new ToteError('terminal', 'InvalidImport', 'source and target are the same node');
         if (importing.has(req.digest)) {
           throw new ToteError(
             'transient',
@@ -324,7 +323,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
         claimed = true;
         running.add(abort);
         metrics.activeTransfers.inc();
-        peerClient = connectPeer(req.sourceAddress, req.sourceNode);
+        // This node as the source: it holds the whole image under other names; the import only writes the records.
+        peerClient =
+          req.sourceNode === nodeName
+            ? ownCopy(containerd, nodeName, platform)
+            : connectPeer(req.sourceAddress, req.sourceNode);
         return runImport(
           { containerd, source: peerClient, metrics, leaseTtlMs, contentDir },
           {
@@ -408,6 +411,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
                   bytesSkipped: skipped,
                   done: false,
                   pushedReference: '',
+                  pushedTag: '',
                 });
             }
           },
@@ -418,6 +422,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
           bytesSkipped: result.bytesSkipped,
           done: true,
           pushedReference: result.reference,
+          pushedTag: result.tag ?? '',
         };
       };
       run().then(

@@ -41,6 +41,7 @@ const knownMetrics = {
     'tote_salvageable_total',
     'tote_not_actionable_total',
     'tote_skipped_total',
+    'tote_pods_still_waiting_total',
     'tote_salvage_attempts_total',
     'tote_salvage_successes_total',
     'tote_salvage_failures_total',
