@@ -7,9 +7,9 @@ import { agentLeaseName, endpointFromLease, errorMessage, findCondition } from '
 import type { SalvagePolicy } from '../api/index.ts';
 import { connectAgent } from '../agentapi/index.ts';
 import type { TlsMaterial } from '../agentapi/index.ts';
-import { decideScope, scopeSubject } from '../controller/policy-match.ts';
-import { policyResource } from '../controller/policy-reconciler.ts';
-import { repositoryOf } from '../controller/node-images.ts';
+import { decideScope, scopeSubject } from '../controller/policy/policy-match.ts';
+import { policyResource } from '../controller/policy/policy-reconciler.ts';
+import { repositoryOf } from '../controller/pod/node-images.ts';
 import { parseDoctorConfig } from '../runtime/config/index.ts';
 import type { DoctorConfig } from '../runtime/config/index.ts';
 import { KubeClient, loadKubeConfig, resources } from '../runtime/kube.ts';

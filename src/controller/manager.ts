@@ -29,22 +29,22 @@ import { runReconcileLoop } from '../runtime/reconcile-loop.ts';
 import type { Reconciler } from '../runtime/reconcile-loop.ts';
 import { trimNode, trimPod } from '../runtime/trim.ts';
 import { defaultRateLimiter, WorkQueue } from '../runtime/workqueue.ts';
-import { AgentDirectory } from './agents.ts';
+import { AgentDirectory } from './agents/agents.ts';
 import { Indexes } from './context.ts';
 import type { Caches, ControllerContext } from './context.ts';
-import { detectStuckContainers } from './detection.ts';
-import { KubeEventRecorder } from './events.ts';
+import { detectStuckContainers } from './pod/detection.ts';
+import { KubeEventRecorder } from './notify/events.ts';
 import { LookupTracker } from './lookups.ts';
 import { controllerMetrics } from './metrics.ts';
-import { Notifier } from './notifier.ts';
+import { Notifier } from './notify/notifier.ts';
 import { OperationTracker } from './operations.ts';
-import { policyResource, reconcilePolicy } from './policy-reconciler.ts';
-import { reconcilePod, recordResource } from './pod-reconciler.ts';
-import { defaultMachineSettings } from './record-machine.ts';
-import type { MachineSettings } from './record-machine.ts';
-import { reconcileRecord } from './record-reconciler.ts';
+import { policyResource, reconcilePolicy } from './policy/policy-reconciler.ts';
+import { reconcilePod, recordResource } from './pod/pod-reconciler.ts';
+import { defaultMachineSettings } from './record/record-machine.ts';
+import type { MachineSettings } from './record/record-machine.ts';
+import { reconcileRecord } from './record/record-reconciler.ts';
 import { SecretReader } from './secrets.ts';
-import { startTtlCleaner } from './ttl-cleaner.ts';
+import { startTtlCleaner } from './record/ttl-cleaner.ts';
 
 /** What the controller needs beyond the shared runtime options. */
 export interface ControllerSettings {

@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { Phases, StuckReasons } from '../api/index.ts';
-import type { AgentLoad } from './agents.ts';
+import type { AgentLoad } from './agents/agents.ts';
 
 export interface ControllerMetrics {
   detected: Counter<'reason'>;

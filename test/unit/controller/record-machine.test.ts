@@ -6,8 +6,8 @@ import {
   maxHistory,
   retryDelayMs,
   retryPendingMs,
-} from '../../../src/controller/record-machine.ts';
-import type { RecordAction, TransferObservation } from '../../../src/controller/record-machine.ts';
+} from '../../../src/controller/record/record-machine.ts';
+import type { RecordAction, TransferObservation } from '../../../src/controller/record/record-machine.ts';
 import { digest, now, observation, policy, record } from './factories.ts';
 
 const types = (actions: RecordAction[]) => actions.map((a) => a.type);

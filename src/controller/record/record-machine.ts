@@ -14,9 +14,9 @@ import {
   Phases,
   setCondition,
   truncate,
-} from '../api/index.ts';
-import type { HistoryEntry, Phase, SalvageRecord, SalvageRecordStatus } from '../api/index.ts';
-import type { EffectivePolicy } from './effective-policy.ts';
+} from '../../api/index.ts';
+import type { HistoryEntry, Phase, SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
+import type { EffectivePolicy } from '../policy/effective-policy.ts';
 
 export const maxHistory = 32;
 export const maxPods = 50;

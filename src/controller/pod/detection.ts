@@ -1,8 +1,8 @@
 // Detection: which containers of a pod are stuck because of their image, read from the status the kubelet reports.
 // Pure: a pod in, a list of stuck containers out.
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import { StuckReasons, systemNamespaces } from '../api/index.ts';
-import type { StuckReason } from '../api/index.ts';
+import { StuckReasons, systemNamespaces } from '../../api/index.ts';
+import type { StuckReason } from '../../api/index.ts';
 
 export interface StuckContainer {
   /** Container name. */

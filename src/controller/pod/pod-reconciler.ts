@@ -2,16 +2,16 @@
 // annotations), make sure the record for each (digest, node) exists; a record that already exists is re-enqueued so it
 // notices the pod joining. Level-triggered: it never asks whether the pod was added or modified, only what it is now.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
-import { Annotations, apiVersion, Labels, digestLabelValue, SalvageRecordResource } from '../api/index.ts';
-import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
-import type { ResourceType } from '../runtime/kube.ts';
-import type { ReconcileContext, ReconcileResult } from '../runtime/reconcile-loop.ts';
-import { Indexes } from './context.ts';
-import type { ControllerContext } from './context.ts';
+import { Annotations, apiVersion, Labels, digestLabelValue, SalvageRecordResource } from '../../api/index.ts';
+import type { SalvagePolicy, SalvageRecord } from '../../api/index.ts';
+import type { ResourceType } from '../../runtime/kube.ts';
+import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
+import { Indexes } from '../context.ts';
+import type { ControllerContext } from '../context.ts';
 import { incidentsOf } from './incidents.ts';
 import type { Incident } from './incidents.ts';
 import { repositoryOf } from './node-images.ts';
-import { decideScope, scopeSubject } from './policy-match.ts';
+import { decideScope, scopeSubject } from '../policy/policy-match.ts';
 
 export const recordResource: ResourceType = {
   group: SalvageRecordResource.group,

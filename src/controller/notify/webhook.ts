@@ -2,7 +2,7 @@
 // network errors, 429 and 5xx, and an optional HMAC-SHA256 signature of the exact body bytes. The URL and key come
 // from Secrets and are never logged: errors name the host only.
 import { createHmac } from 'node:crypto';
-import { ToteError } from '../api/index.ts';
+import { ToteError } from '../../api/index.ts';
 
 export interface WebhookTarget {
   url: string;

@@ -7,21 +7,21 @@
 // deciding; the lookup re-enqueues the record when it has an answer, and the next reconcile decides on it. So a worker
 // never waits on the network except to write status or act.
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isFinalPhase, isToteError, Phases } from '../api/index.ts';
-import type { SalvageRecord, SalvageRecordStatus } from '../api/index.ts';
-import type { ImportResponse } from '../agentapi/index.ts';
-import { ImportPhase } from '../agentapi/index.ts';
-import { credentialsFromSecret, parseReference, RegistryClient } from '../registry/index.ts';
-import { resources } from '../runtime/kube.ts';
-import type { ReconcileContext, ReconcileResult } from '../runtime/reconcile-loop.ts';
-import { Indexes } from './context.ts';
-import type { ControllerContext } from './context.ts';
-import { controllerOwner } from './detection.ts';
-import { defaultPolicy, effectivePolicy } from './effective-policy.ts';
-import type { EffectivePolicy } from './effective-policy.ts';
-import { incidentsOf } from './incidents.ts';
-import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from './node-images.ts';
-import { recordResource } from './pod-reconciler.ts';
+import { errorMessage, isFinalPhase, isToteError, Phases } from '../../api/index.ts';
+import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
+import type { ImportResponse } from '../../agentapi/index.ts';
+import { ImportPhase } from '../../agentapi/index.ts';
+import { credentialsFromSecret, parseReference, RegistryClient } from '../../registry/index.ts';
+import { resources } from '../../runtime/kube.ts';
+import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
+import { Indexes } from '../context.ts';
+import type { ControllerContext } from '../context.ts';
+import { controllerOwner } from '../pod/detection.ts';
+import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
+import type { EffectivePolicy } from '../policy/effective-policy.ts';
+import { incidentsOf } from '../pod/incidents.ts';
+import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from '../pod/node-images.ts';
+import { recordResource } from '../pod/pod-reconciler.ts';
 import { decide, retryPendingMs } from './record-machine.ts';
 import type {
   DigestObservation,

@@ -2,8 +2,8 @@
 // tag is known. The pod reconciler uses this to create records; the record reconciler uses the same function to find
 // the pods waiting on a record, so the two can never disagree about which pod belongs to which record. Pure.
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
-import { recordName } from '../api/index.ts';
-import type { StuckReason } from '../api/index.ts';
+import { recordName } from '../../api/index.ts';
+import type { StuckReason } from '../../api/index.ts';
 import { detectStuckContainers, digestFromPod } from './detection.ts';
 import { digestFromNodeImages } from './node-images.ts';
 

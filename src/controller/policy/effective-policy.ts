@@ -2,8 +2,8 @@
 // tote's built-in defaults for the Go tote's annotation opt-in and for hand-made records without a policy. The API
 // server applies the CRD defaults on write; applying them again here keeps a policy written before a default was added
 // (or read from a cache) from meaning something different.
-import { parseDuration, parseQuantity } from '../api/index.ts';
-import type { PolicyMode, SalvagePolicy, SecretKeyReference, SecretReference } from '../api/index.ts';
+import { parseDuration, parseQuantity } from '../../api/index.ts';
+import type { PolicyMode, SalvagePolicy, SecretKeyReference, SecretReference } from '../../api/index.ts';
 
 export interface EffectivePolicy {
   /** The policy's name, or undefined for built-in defaults. */

@@ -4,13 +4,13 @@
 // Event writes never fail a reconcile: an Event is a courtesy, the record's status is the truth.
 import { randomBytes } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { truncate } from '../api/index.ts';
-import { detachFromApiWait } from '../runtime/api-wait.ts';
-import type { Clock } from '../runtime/clock.ts';
-import { ConcurrencyLimiter } from '../runtime/concurrency-limiter.ts';
-import { resources } from '../runtime/kube.ts';
-import type { KubeClient } from '../runtime/kube.ts';
-import type { Logger } from '../runtime/logging.ts';
+import { truncate } from '../../api/index.ts';
+import { detachFromApiWait } from '../../runtime/api-wait.ts';
+import type { Clock } from '../../runtime/clock.ts';
+import { ConcurrencyLimiter } from '../../runtime/concurrency-limiter.ts';
+import { resources } from '../../runtime/kube.ts';
+import type { KubeClient } from '../../runtime/kube.ts';
+import type { Logger } from '../../runtime/logging.ts';
 
 export interface EventTarget {
   apiVersion: string;

@@ -2,10 +2,10 @@
 // policy's recordTTL. Deletion carries the record's UID as a precondition, so a record recreated under the same name
 // in between is never the one deleted.
 import { CronJob } from 'cron';
-import { errorMessage } from '../api/index.ts';
-import type { ControllerContext } from './context.ts';
-import { defaultPolicy, effectivePolicy } from './effective-policy.ts';
-import { recordResource } from './pod-reconciler.ts';
+import { errorMessage } from '../../api/index.ts';
+import type { ControllerContext } from '../context.ts';
+import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
+import { recordResource } from '../pod/pod-reconciler.ts';
 import { expiredRecords } from './ttl.ts';
 
 /** Runs one pass; returns how many records were deleted. */

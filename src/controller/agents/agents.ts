@@ -11,12 +11,12 @@
 // on a large cluster is a steady trickle of calls, not hundreds of TLS handshakes at once. Imports, pushes and removals (client()) are not bounded
 // here: policies bound transfers.
 import type { V1Lease } from '@kubernetes/client-node';
-import { endpointFromLease } from '../api/index.ts';
-import type { AgentEndpoint } from '../api/index.ts';
-import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../agentapi/index.ts';
-import { recordNameFor } from '../registry/index.ts';
-import type { Clock, TimerHandle } from '../runtime/clock.ts';
-import { ConcurrencyLimiter } from '../runtime/concurrency-limiter.ts';
+import { endpointFromLease } from '../../api/index.ts';
+import type { AgentEndpoint } from '../../api/index.ts';
+import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../../agentapi/index.ts';
+import { recordNameFor } from '../../registry/index.ts';
+import type { Clock, TimerHandle } from '../../runtime/clock.ts';
+import { ConcurrencyLimiter } from '../../runtime/concurrency-limiter.ts';
 import { AgentChannels } from './agent-channels.ts';
 
 /** Where the controller finds agent Leases; an informer in production, anything listable in tests. */

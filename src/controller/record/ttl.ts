@@ -1,6 +1,6 @@
 // Which finished records the TTL cleaner deletes. Pure: the cron job lists records and policies and asks this.
-import { isFinalPhase } from '../api/index.ts';
-import type { SalvageRecord } from '../api/index.ts';
+import { isFinalPhase } from '../../api/index.ts';
+import type { SalvageRecord } from '../../api/index.ts';
 
 export interface ExpiredRecord {
   namespace: string;

@@ -2,7 +2,7 @@
 // reports at most 50 images per node (its default nodeStatusMaxImages), so this is a hint; the agents are the truth.
 // Pure.
 import type { V1Node } from '@kubernetes/client-node';
-import { parseReference } from '../registry/reference.ts';
+import { parseReference } from '../../registry/reference.ts';
 
 /** Normalised form of an image name as the kubelet lists it (docker.io/library/nginx:1.25), or undefined. */
 export function normalise(image: string): string | undefined {

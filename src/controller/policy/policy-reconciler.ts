@@ -8,13 +8,13 @@ import {
   isFinalPhase,
   SalvagePolicyResource,
   setCondition,
-} from '../api/index.ts';
-import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../api/index.ts';
-import { credentialsFromSecret } from '../registry/index.ts';
-import type { ResourceType } from '../runtime/kube.ts';
-import type { ReconcileContext, ReconcileResult } from '../runtime/reconcile-loop.ts';
-import { Indexes } from './context.ts';
-import type { ControllerContext } from './context.ts';
+} from '../../api/index.ts';
+import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../../api/index.ts';
+import { credentialsFromSecret } from '../../registry/index.ts';
+import type { ResourceType } from '../../runtime/kube.ts';
+import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
+import { Indexes } from '../context.ts';
+import type { ControllerContext } from '../context.ts';
 
 export const policyResource: ResourceType = {
   group: SalvagePolicyResource.group,

@@ -5,10 +5,10 @@
 // Concurrency: event-loop only. Every call borrows its channel for exactly as long as it runs (an import or a push for
 // minutes), and only channels with no call running are ever closed; a channel closed while idle is opened again by the
 // next call. Callers never hold a channel itself: handle() returns a client whose every method borrows anew.
-import type { AgentEndpoint } from '../api/index.ts';
-import { connectAgent } from '../agentapi/index.ts';
-import type { AgentClient, TlsMaterial } from '../agentapi/index.ts';
-import type { Clock, TimerHandle } from '../runtime/clock.ts';
+import type { AgentEndpoint } from '../../api/index.ts';
+import { connectAgent } from '../../agentapi/index.ts';
+import type { AgentClient, TlsMaterial } from '../../agentapi/index.ts';
+import type { Clock, TimerHandle } from '../../runtime/clock.ts';
 
 export interface AgentChannelsOptions {
   tls: TlsMaterial;

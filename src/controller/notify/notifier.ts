@@ -1,10 +1,10 @@
 // Sends a policy's webhook notifications. Delivery runs in the background so a slow receiver never holds a reconcile;
 // each notification is retried by deliver() and its outcome counted. Only the event kinds the policy selects are sent.
-import { errorMessage } from '../api/index.ts';
-import type { Logger } from '../runtime/logging.ts';
-import type { EffectivePolicy } from './effective-policy.ts';
-import type { ControllerMetrics } from './metrics.ts';
-import type { SecretReader } from './secrets.ts';
+import { errorMessage } from '../../api/index.ts';
+import type { Logger } from '../../runtime/logging.ts';
+import type { EffectivePolicy } from '../policy/effective-policy.ts';
+import type { ControllerMetrics } from '../metrics.ts';
+import type { SecretReader } from '../secrets.ts';
 import { deliver } from './webhook.ts';
 import type { DeliveryOptions, Notification } from './webhook.ts';
 

@@ -1,6 +1,6 @@
 // metav1.LabelSelector semantics: matchLabels and matchExpressions all must hold; an absent or empty selector selects
 // everything. Pure.
-import type { LabelSelector } from '../api/index.ts';
+import type { LabelSelector } from '../../api/index.ts';
 
 export function matchesSelector(
   selector: LabelSelector | undefined,
