@@ -23,7 +23,7 @@ import { HealthCheckResponse_ServingStatus, HealthService } from '../../generate
 import type { HealthCheckRequest, HealthCheckResponse } from '../../generated/proto/grpc/health/v1/health.ts';
 import { isToteError, ToteError } from '../api/errors.ts';
 import type { ErrorKind } from '../api/errors.ts';
-import { appendBytesField, limitBuffering } from '../api/wire.ts';
+import { appendBytesField, limitBuffering } from '../grpc/wire.ts';
 import type { Containerd } from '../containerd/index.ts';
 import {
   connectAgent,
@@ -147,7 +147,7 @@ const roleOf = {
 const noBytes = new Uint8Array(0);
 
 /**
- * AgentService with a single-copy encoder for ReadBlob's messages (see api/wire.ts): every byte a source serves goes
+ * AgentService with a single-copy encoder for ReadBlob's messages (see grpc/wire.ts): every byte a source serves goes
  * through it. `data` is field 2 of ReadBlobResponse.
  */
 const agentServiceDefinition: typeof AgentServiceService = {

@@ -21,7 +21,7 @@ import type {
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';
 import { ToteError } from '../api/errors.ts';
-import { limitBuffering } from '../api/wire.ts';
+import { limitBuffering } from '../grpc/wire.ts';
 import { fromAgentError } from './errors.ts';
 import { clientCredentials } from './tls.ts';
 import type { TlsMaterial } from './tls.ts';

@@ -2,7 +2,7 @@
 // means the same thing wherever it arrives.
 import { status as Status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import type { ErrorKind } from './errors.ts';
+import type { ErrorKind } from '../api/errors.ts';
 
 const kindByCode: Partial<Record<Status, ErrorKind>> = {
   [Status.UNAVAILABLE]: 'transient',

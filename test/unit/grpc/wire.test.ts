@@ -4,7 +4,7 @@ import { Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
 import { WriteAction, WriteContentRequest } from '../../../generated/proto/containerd/services/content/v1/content.ts';
 import { ReadBlobResponse } from '../../../generated/proto/tote/agent/v1/agent.ts';
-import { appendBytesField, limitBuffering } from '../../../src/api/wire.ts';
+import { appendBytesField, limitBuffering } from '../../../src/grpc/wire.ts';
 
 const empty = new Uint8Array(0);
 
