@@ -24,7 +24,12 @@ export const Phases = {
 } as const satisfies Record<Phase, Phase>;
 
 /** Phases after which the record does nothing more; the TTL cleaner counts from completedAt. */
-export const finalPhases: ReadonlySet<Phase> = new Set(['Completed', 'Failed', 'NotActionable', 'Skipped']);
+export const finalPhases: ReadonlySet<Phase> = new Set([
+  Phases.Completed,
+  Phases.Failed,
+  Phases.NotActionable,
+  Phases.Skipped,
+]);
 export const isFinalPhase = (phase: Phase | undefined): boolean => phase !== undefined && finalPhases.has(phase);
 
 /** Why a container is stuck, as the kubelet reports it in containerStatuses[].state.waiting.reason. */

@@ -10,7 +10,13 @@
 import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import type { KubernetesObject, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
-import { agentLeaseSelector, isFinalPhase } from '../api/index.ts';
+import {
+  agentLeaseSelector,
+  isFinalPhase,
+  Phases,
+  SalvagePolicyResource,
+  SalvageRecordResource,
+} from '../api/index.ts';
 import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
 import { signTransferToken } from '../agentapi/index.ts';
 import type { ImportResponse, PushImageResponse, TlsMaterial } from '../agentapi/index.ts';
@@ -38,8 +44,8 @@ import { LookupTracker } from './lookups.ts';
 import { controllerMetrics } from './metrics.ts';
 import { Notifier } from './notify/notifier.ts';
 import { OperationTracker } from './operations.ts';
-import { policyResource, reconcilePolicy } from './policy/policy-reconciler.ts';
-import { reconcilePod, recordResource } from './pod/pod-reconciler.ts';
+import { reconcilePolicy } from './policy/policy-reconciler.ts';
+import { reconcilePod } from './pod/pod-reconciler.ts';
 import { defaultMachineSettings } from './record/record-machine.ts';
 import type { MachineSettings } from './record/record-machine.ts';
 import { reconcileRecord } from './record/record-reconciler.ts';
@@ -102,8 +108,8 @@ export async function startController(settings: ControllerSettings): Promise<Run
     }),
     nodes: createInformer<V1Node>(kube, resources.nodes, { ...informerOptions, transform: trimNode }),
     namespaces: createInformer<V1Namespace>(kube, resources.namespaces, informerOptions),
-    policies: createInformer<SalvagePolicy & KubernetesObject>(kube, policyResource, informerOptions),
-    records: createInformer<SalvageRecord & KubernetesObject>(kube, recordResource, {
+    policies: createInformer<SalvagePolicy & KubernetesObject>(kube, SalvagePolicyResource, informerOptions),
+    records: createInformer<SalvageRecord & KubernetesObject>(kube, SalvageRecordResource, {
       ...informerOptions,
       indexers: {
         [Indexes.recordsByPolicy]: (r) => (r.spec.policyRef?.name ? [r.spec.policyRef.name] : []),
@@ -364,7 +370,7 @@ function wireHandlers(c: ControllerContext, caches: Caches, queues: Queues, name
     c.metrics.agentsAlive.set(c.agents.alive().size);
     for (const r of caches.records.list()) {
       const phase = r.status?.phase;
-      if (phase === 'Resolving' || phase === 'Locating') queues.records.add(objectKey(r));
+      if (phase === Phases.Resolving || phase === Phases.Locating) queues.records.add(objectKey(r));
     }
   };
   caches.agentLeases.addEventHandler({ add: agentsChanged, delete: agentsChanged });

@@ -13,13 +13,6 @@ import type { Incident } from './incidents.ts';
 import { repositoryOf } from './node-images.ts';
 import { decideScope, scopeSubject } from '../policy/policy-match.ts';
 
-export const recordResource: ResourceType = {
-  group: SalvageRecordResource.group,
-  version: SalvageRecordResource.version,
-  plural: SalvageRecordResource.plural,
-  namespaced: true,
-};
-
 const ownerKinds: Record<string, ResourceType> = {
   ReplicaSet: { group: 'apps', version: 'v1', plural: 'replicasets', namespaced: true },
   Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
@@ -112,7 +105,7 @@ async function ensureRecord(
       reason: incident.reason,
     },
   };
-  const { created } = await c.kube.createOrGet(recordResource, record as KubernetesObject);
+  const { created } = await c.kube.createOrGet(SalvageRecordResource, record as KubernetesObject);
   if (created) {
     c.metrics.detected.inc({ reason: incident.reason });
     ctx.log.info('stuck pod detected; record created', {

@@ -6,22 +6,15 @@ import {
   ConditionTypes,
   errorMessage,
   isFinalPhase,
+  Phases,
   SalvagePolicyResource,
   setCondition,
 } from '../../api/index.ts';
 import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../../api/index.ts';
 import { credentialsFromSecret } from '../../registry/index.ts';
-import type { ResourceType } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
 import type { ControllerContext } from '../context.ts';
-
-export const policyResource: ResourceType = {
-  group: SalvagePolicyResource.group,
-  version: SalvagePolicyResource.version,
-  plural: SalvagePolicyResource.plural,
-  namespaced: false,
-};
 
 /** A policy whose Secret is missing is checked again this often (tote does not watch Secrets: it may only get them). */
 const recheckMs = 60_000;
@@ -54,7 +47,7 @@ export async function reconcilePolicy(
     counters: counters(c, name),
   };
   if (JSON.stringify(status) !== JSON.stringify(policy.status ?? {})) {
-    await c.kube.updateStatus(policyResource, { ...policy, status });
+    await c.kube.updateStatus(SalvagePolicyResource, { ...policy, status });
     if (problem) ctx.log.warn('policy not ready', { reason: problem.reason, message: problem.message });
   }
   return problem ? { requeueAfterMs: recheckMs } : undefined;
@@ -127,10 +120,10 @@ function counters(c: ControllerContext, policy: string): SalvagePolicyCounters {
   for (const record of c.caches.records.byIndex(Indexes.recordsByPolicy, policy)) {
     const phase = record.status?.phase;
     out.bytesTransferred += record.status?.progress?.transferredBytes ?? 0;
-    if (phase === 'Completed') out.recordsCompleted++;
-    else if (phase === 'Failed') out.recordsFailed++;
-    else if (phase === 'NotActionable') out.recordsNotActionable++;
-    else if (phase === 'Skipped') out.recordsSkipped++;
+    if (phase === Phases.Completed) out.recordsCompleted++;
+    else if (phase === Phases.Failed) out.recordsFailed++;
+    else if (phase === Phases.NotActionable) out.recordsNotActionable++;
+    else if (phase === Phases.Skipped) out.recordsSkipped++;
     else if (!isFinalPhase(phase)) out.recordsActive++;
   }
   return out;

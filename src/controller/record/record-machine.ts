@@ -135,25 +135,25 @@ export function decide(
   const phase = record.status?.phase ?? Phases.Pending;
   step.trackPods();
   switch (phase) {
-    case 'Pending':
+    case Phases.Pending:
       step.enter(Phases.Resolving, 'Detected', describeIncident(record));
       step.status.startedAt ??= obs.now.toISOString();
       step.notify('Detected', describeIncident(record));
       break;
-    case 'Resolving':
+    case Phases.Resolving:
       resolving(step);
       break;
-    case 'Locating':
+    case Phases.Locating:
       locating(step);
       break;
-    case 'Transferring':
-    case 'Importing':
+    case Phases.Transferring:
+    case Phases.Importing:
       transferring(step);
       break;
-    case 'Restarting':
+    case Phases.Restarting:
       restarting(step);
       break;
-    case 'Pushing':
+    case Phases.Pushing:
       pushing(step);
       break;
     default:

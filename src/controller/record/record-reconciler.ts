@@ -7,7 +7,7 @@
 // deciding; the lookup re-enqueues the record when it has an answer, and the next reconcile decides on it. So a worker
 // never waits on the network except to write status or act.
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isFinalPhase, isToteError, Phases } from '../../api/index.ts';
+import { errorMessage, isFinalPhase, isToteError, Phases, SalvageRecordResource } from '../../api/index.ts';
 import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
 import { ImportPhase } from '../../agentapi/index.ts';
@@ -21,7 +21,6 @@ import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
 import type { EffectivePolicy } from '../policy/effective-policy.ts';
 import { incidentsOf } from '../pod/incidents.ts';
 import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from '../pod/node-images.ts';
-import { recordResource } from '../pod/pod-reconciler.ts';
 import { decide, retryPendingMs } from './record-machine.ts';
 import type {
   DigestObservation,
@@ -59,7 +58,7 @@ export async function reconcileRecord(
   for (const action of decision.actions) await act(c, record, policy, action, ctx);
   if (decision.status?.phase && decision.status.phase !== record.status?.phase) {
     ctx.log.info('record moved', {
-      from: record.status?.phase ?? 'Pending',
+      from: record.status?.phase ?? Phases.Pending,
       to: decision.status.phase,
       message: decision.status.message,
     });
@@ -100,7 +99,7 @@ function observe(
   };
   const digest = record.spec.digest ?? record.status?.digest;
   switch (phase) {
-    case 'Resolving': {
+    case Phases.Resolving: {
       // A digest in the spec, or no node to bring the image to, needs no lookup (see resolving() in record-machine.ts).
       if (record.spec.digest || !obs.target.exists) break;
       const found =
@@ -110,7 +109,7 @@ function observe(
       obs.digest = found;
       break;
     }
-    case 'Locating': {
+    case Phases.Locating: {
       // Sources matter only once the target exists and its agent can receive (see locating() in record-machine.ts).
       if (!digest || !obs.target.exists || !obs.target.agentAlive) break;
       const location = lookup(c, record, `locate ${digest}`, ctx, () =>
@@ -120,13 +119,13 @@ function observe(
       observeLocation(c, policy, location, obs);
       break;
     }
-    case 'Transferring':
-    case 'Importing': {
+    case Phases.Transferring:
+    case Phases.Importing: {
       const transfer = transferObservation(c, record);
       if (transfer) obs.transfer = transfer;
       break;
     }
-    case 'Pushing': {
+    case Phases.Pushing: {
       const push = c.pushes.get(record.metadata?.uid ?? '');
       if (push && push.state !== 'running') {
         obs.push =
@@ -452,7 +451,7 @@ function countLastCopies(c: ControllerContext): number {
   const digests = new Set<string>();
   for (const r of c.caches.records.list()) {
     const phase = r.status?.phase;
-    if (phase === 'Locating' || phase === 'Transferring' || phase === 'Importing') {
+    if (phase === Phases.Locating || phase === Phases.Transferring || phase === Phases.Importing) {
       if ((r.status?.candidates ?? []).length === 1 && r.status?.digest) digests.add(r.status.digest);
     }
   }
@@ -464,19 +463,19 @@ function countLastCopies(c: ControllerContext): number {
 
 async function writeStatus(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): Promise<void> {
   // PUT with the resourceVersion we decided on: a 409 surfaces as a conflict and the loop re-reads and retries.
-  await c.kube.updateStatus(recordResource, { ...record, status });
+  await c.kube.updateStatus(SalvageRecordResource, { ...record, status });
 }
 
 function countTransition(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): void {
   const from = record.status?.phase;
   const to = status.phase;
   if (from === to) return;
-  if (to === 'NotActionable') c.metrics.notActionable.inc();
-  if (to === 'Failed') c.metrics.salvageFailures.inc();
-  if (to === 'Skipped') c.metrics.skipped.inc({ reason: status.history?.at(-1)?.reason ?? 'Unknown' });
-  if (from === 'Pushing' && status.backup?.result === 'Pushed') c.metrics.pushSuccesses.inc();
-  if (from === 'Pushing' && status.backup?.result === 'Failed') c.metrics.pushFailures.inc();
-  if (to === 'Restarting' && (from === 'Transferring' || from === 'Importing')) {
+  if (to === Phases.NotActionable) c.metrics.notActionable.inc();
+  if (to === Phases.Failed) c.metrics.salvageFailures.inc();
+  if (to === Phases.Skipped) c.metrics.skipped.inc({ reason: status.history?.at(-1)?.reason ?? 'Unknown' });
+  if (from === Phases.Pushing && status.backup?.result === 'Pushed') c.metrics.pushSuccesses.inc();
+  if (from === Phases.Pushing && status.backup?.result === 'Failed') c.metrics.pushFailures.inc();
+  if (to === Phases.Restarting && (from === Phases.Transferring || from === Phases.Importing)) {
     c.metrics.salvageSuccesses.inc();
     c.metrics.bytesTransferred.inc(status.progress?.transferredBytes ?? 0);
     const started = Date.parse(status.startedAt ?? '');

@@ -2,10 +2,9 @@
 // policy's recordTTL. Deletion carries the record's UID as a precondition, so a record recreated under the same name
 // in between is never the one deleted.
 import { CronJob } from 'cron';
-import { errorMessage } from '../../api/index.ts';
+import { errorMessage, SalvageRecordResource } from '../../api/index.ts';
 import type { ControllerContext } from '../context.ts';
 import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
-import { recordResource } from '../pod/pod-reconciler.ts';
 import { expiredRecords } from './ttl.ts';
 
 /** Runs one pass; returns how many records were deleted. */
@@ -19,7 +18,7 @@ export async function pruneExpiredRecords(c: ControllerContext): Promise<number>
   let deleted = 0;
   for (const expired of expiredRecords(c.caches.records.list(), ttlFor, new Date(c.clock.now()))) {
     try {
-      if (await c.kube.delete(recordResource, expired.name, expired.namespace, { uid: expired.uid })) {
+      if (await c.kube.delete(SalvageRecordResource, expired.name, expired.namespace, { uid: expired.uid })) {
         deleted++;
         c.metrics.recordsPruned.inc();
         c.log.info('expired record deleted', {
