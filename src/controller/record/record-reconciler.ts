@@ -10,7 +10,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isFinalPhase, isToteError, Phases, SalvageRecordResource } from '../../api/index.ts';
 import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
-import { ImportPhase } from '../../agentapi/index.ts';
+import { ImportPhase, transferTokenLifetimeMs } from '../../agentapi/index.ts';
 import { credentialsFromSecret, parseReference, RegistryClient } from '../../registry/index.ts';
 import { resources } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
@@ -31,9 +31,6 @@ import type {
   TransferObservation,
   WaitingPod,
 } from './record-machine.ts';
-
-/** Transfer tokens live long enough for one attempt; a retry gets a fresh one. */
-const tokenLifetimeMs = 30 * 60_000;
 
 export async function reconcileRecord(
   c: ControllerContext,
@@ -520,7 +517,7 @@ async function act(
               ...(policy.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond } : {}),
               transferId: uid,
             },
-            { onProgress, signal, timeoutMs: tokenLifetimeMs },
+            { onProgress, signal, timeoutMs: transferTokenLifetimeMs },
           ),
       });
       if (started) {
