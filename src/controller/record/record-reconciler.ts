@@ -7,7 +7,15 @@
 // deciding; the lookup re-enqueues the record when it has an answer, and the next reconcile decides on it. So a worker
 // never waits on the network except to write status or act.
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isFinalPhase, isToteError, Phases, SalvageRecordResource } from '../../api/index.ts';
+import {
+  ConditionTypes,
+  errorMessage,
+  findCondition,
+  isFinalPhase,
+  isToteError,
+  Phases,
+  SalvageRecordResource,
+} from '../../api/index.ts';
 import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
 import { ImportPhase, transferTokenLifetimeMs } from '../../agentapi/index.ts';
@@ -334,7 +342,6 @@ function observeLocation(
   const policyKey = policy.name ?? '';
   obs.transferSlotFree = c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
   c.metrics.lastCopyImages.set(countLastCopies(c));
-  if (candidates.length > 0) c.metrics.salvageable.inc();
 }
 
 /**
@@ -466,6 +473,11 @@ async function writeStatus(c: ControllerContext, record: SalvageRecord, status: 
 function countTransition(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): void {
   const from = record.status?.phase;
   const to = status.phase;
+  // An incident is salvageable once: when a complete copy is first found. A record waiting for a transfer slot, or
+  // retrying, locates again without counting again.
+  const sourceFound = (s: SalvageRecordStatus | undefined) =>
+    findCondition(s?.conditions, ConditionTypes.SourceFound)?.status === 'True';
+  if (sourceFound(status) && !sourceFound(record.status)) c.metrics.salvageable.inc();
   if (from === to) return;
   if (to === Phases.NotActionable) c.metrics.notActionable.inc();
   if (to === Phases.Failed) c.metrics.salvageFailures.inc();
