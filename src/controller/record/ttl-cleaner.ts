@@ -1,8 +1,9 @@
 // The TTL cleaner: on a cron schedule, and only on the leader, deletes finished SalvageRecords older than their
 // policy's recordTTL. Deletion carries the record's UID as a precondition, so a record recreated under the same name
 // in between is never the one deleted.
-import { CronJob } from 'cron';
+import { CronTime } from 'cron';
 import { errorMessage, SalvageRecordResource } from '../../api/index.ts';
+import type { TimerHandle } from '../../runtime/clock.ts';
 import type { ControllerContext } from '../context.ts';
 import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
 import { expiredRecords } from './ttl.ts';
@@ -36,15 +37,31 @@ export async function pruneExpiredRecords(c: ControllerContext): Promise<number>
   return deleted;
 }
 
-/** Starts the cron job; stop it when leadership ends. */
-export function startTtlCleaner(c: ControllerContext, schedule: string): CronJob {
-  return CronJob.from({
-    cronTime: schedule,
-    start: true,
-    onTick: async () => {
-      await pruneExpiredRecords(c).catch((err: unknown) =>
-        c.log.error('TTL cleaner pass failed', { error: errorMessage(err) }),
-      );
+/**
+ * Starts the cleaner: a pass at each time the cron expression names, timed by the controller's clock (so tests and
+ * the rest of the controller agree on what time it is). Stop it when leadership ends.
+ */
+export function startTtlCleaner(c: ControllerContext, schedule: string): { stop(): void } {
+  const cron = new CronTime(schedule);
+  let timer: TimerHandle | undefined;
+  let stopped = false;
+  const arm = () => {
+    if (stopped) return;
+    const now = c.clock.now();
+    const next = cron.getNextDateFrom(new Date(now)).toMillis();
+    timer = c.clock.setTimeout(tick, Math.max(0, next - now));
+  };
+  const tick = () => {
+    arm();
+    void pruneExpiredRecords(c).catch((err: unknown) =>
+      c.log.error('TTL cleaner pass failed', { error: errorMessage(err) }),
+    );
+  };
+  arm();
+  return {
+    stop: () => {
+      stopped = true;
+      if (timer !== undefined) c.clock.clearTimeout(timer);
     },
-  });
+  };
 }
