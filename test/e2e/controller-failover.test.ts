@@ -3,10 +3,10 @@
 // when it stops the standby takes the Lease and salvages. Each test leaves exactly one controller (instance 0) running.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, kubectl, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote, runningProcess, startController, stopProcess, toteNamespace } from '../../support/tote.ts';
-import type { ToteDeployment, ToteProcess } from '../../support/tote.ts';
+import { ensureCluster, kubectl, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote, runningProcess, startController, stopProcess, toteNamespace } from '../support/tote.ts';
+import type { ToteDeployment, ToteProcess } from '../support/tote.ts';
 import {
   deployment,
   lostImage,
@@ -14,10 +14,10 @@ import {
   scopedPolicy,
   waitForRecords,
   waitForRunningPods,
-} from '../../support/salvage.ts';
-import { waitForObject } from '../../support/wait.ts';
+} from '../support/salvage.ts';
+import { waitForObject } from '../support/wait.ts';
 import type { V1Lease } from '@kubernetes/client-node';
-import type { SalvageRecord } from '../../../src/api/index.ts';
+import type { SalvageRecord } from '../../src/api/index.ts';
 
 let env: ClusterEnv;
 let tote: ToteDeployment;

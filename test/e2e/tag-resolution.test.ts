@@ -3,9 +3,9 @@
 // resolves it there and salvages; not allowed, and with the registry empty, the record says plainly why it cannot act.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
 import {
   deleteBlobFromRegistryStorage,
   deployment,
@@ -14,9 +14,9 @@ import {
   scopedPolicy,
   waitForRecords,
   waitForRunningPods,
-} from '../../support/salvage.ts';
-import { registries, registryDigest } from '../../support/images.ts';
-import { podsPath, waitForAny, waitingReason } from '../../support/wait.ts';
+} from '../support/salvage.ts';
+import { registries, registryDigest } from '../support/images.ts';
+import { podsPath, waitForAny, waitingReason } from '../support/wait.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 
 let env: ClusterEnv;

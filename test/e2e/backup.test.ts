@@ -3,9 +3,9 @@
 // whose credentials Secret is missing says so in its Ready condition.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
 import {
   deployment,
   lostImage,
@@ -13,10 +13,10 @@ import {
   backupPolicy,
   waitForRecords,
   waitForRunningPods,
-} from '../../support/salvage.ts';
-import { registries, registryDigest } from '../../support/images.ts';
-import { waitForObject } from '../../support/wait.ts';
-import type { SalvagePolicy } from '../../../src/api/index.ts';
+} from '../support/salvage.ts';
+import { registries, registryDigest } from '../support/images.ts';
+import { waitForObject } from '../support/wait.ts';
+import type { SalvagePolicy } from '../../src/api/index.ts';
 
 let env: ClusterEnv;
 const policiesPath = '/apis/tote.dev/v1alpha1/salvagepolicies';

@@ -2,9 +2,9 @@
 // finds the image and fails to create the container. tote removes the corrupt image and imports a complete copy.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
 import {
   deployment,
   lostImage,
@@ -12,9 +12,9 @@ import {
   scopedPolicy,
   waitForRecords,
   waitForRunningPods,
-} from '../../support/salvage.ts';
-import { deleteBlobsFromNode, nodeHasImage } from '../../support/images.ts';
-import { podsPath, waitForAny, waitingReason } from '../../support/wait.ts';
+} from '../support/salvage.ts';
+import { deleteBlobsFromNode, nodeHasImage } from '../support/images.ts';
+import { podsPath, waitForAny, waitingReason } from '../support/wait.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 
 let env: ClusterEnv;

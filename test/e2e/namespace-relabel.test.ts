@@ -4,11 +4,11 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ensureCluster, kubectl, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
-import { apply, deployment, lostImage, waitForRecords, waitForRunningPods } from '../../support/salvage.ts';
-import { podsPath, waitForAny, waitingReason } from '../../support/wait.ts';
+import { ensureCluster, kubectl, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
+import { apply, deployment, lostImage, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import { podsPath, waitForAny, waitingReason } from '../support/wait.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 
 let env: ClusterEnv;

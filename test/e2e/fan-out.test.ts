@@ -2,9 +2,9 @@
 // needs it, each served on its own.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
 import {
   deployment,
   listRecords,
@@ -12,7 +12,7 @@ import {
   scopedPolicy,
   waitForRecords,
   waitForRunningPods,
-} from '../../support/salvage.ts';
+} from '../support/salvage.ts';
 
 let env: ClusterEnv;
 

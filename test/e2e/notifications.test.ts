@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
-import { deployment, lostImage, scopedPolicy, secret, waitForRecords } from '../../support/salvage.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
+import { deployment, lostImage, scopedPolicy, secret, waitForRecords } from '../support/salvage.ts';
 
 let env: ClusterEnv;
 

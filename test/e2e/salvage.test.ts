@@ -3,11 +3,11 @@
 // in ErrImagePull; tote copies the image, the pod is recreated and runs, and the record tells the story.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, kubectl, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
-import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../../support/salvage.ts';
-import { nodeHasImage } from '../../support/images.ts';
+import { ensureCluster, kubectl, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
+import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import { nodeHasImage } from '../support/images.ts';
 
 let env: ClusterEnv;
 

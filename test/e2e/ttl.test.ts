@@ -3,18 +3,11 @@
 // before the expiring one, so the pass that deleted the latter had the former in front of it too.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureCluster, testNamespace } from '../../support/cluster.ts';
-import type { ClusterEnv } from '../../support/cluster.ts';
-import { ensureTote } from '../../support/tote.ts';
-import {
-  deployment,
-  listRecords,
-  lostImage,
-  recordsPath,
-  scopedPolicy,
-  waitForRecords,
-} from '../../support/salvage.ts';
-import { waitForDeleted } from '../../support/wait.ts';
+import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { ensureTote } from '../support/tote.ts';
+import { deployment, listRecords, lostImage, recordsPath, scopedPolicy, waitForRecords } from '../support/salvage.ts';
+import { waitForDeleted } from '../support/wait.ts';
 
 let env: ClusterEnv;
 
