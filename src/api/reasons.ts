@@ -88,7 +88,10 @@ export const Labels = {
   policy: 'tote.dev/policy',
 } as const;
 
-/** Opt-in annotations carried over from the Go tote, honoured where no policy selects a pod. */
+/**
+ * Opt-in annotations that clusters already carry on namespaces, pods and workloads (set for the Go version of tote):
+ * honoured where no policy selects a pod, so those workloads stay in scope. Keep the names as they are.
+ */
 export const Annotations = {
   /** On a namespace: "true" lets tote act on its pods. */
   allowNamespace: 'tote.dev/allow',

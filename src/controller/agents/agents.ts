@@ -40,9 +40,9 @@ export interface AgentDirectoryOptions {
   maxInflightQueries?: number;
   /** How long questions to one node gather before they are sent as one call. Default 2 ms. */
   batchWindowMs?: number;
-  /** A channel with no call for this long is closed. Default 30 s. */
+  /** A channel with no call for this long is closed. Default: AgentChannels' (agent-channels.ts). */
   idleCloseMs?: number;
-  /** Channels kept open at most (least recently used close first; channels running calls are kept). Default 64. */
+  /** Channels kept open at most (least recently used close first; channels running calls are kept). Default: AgentChannels'. */
   maxOpenChannels?: number;
 }
 
@@ -168,8 +168,8 @@ export class AgentDirectory {
 
   /**
    * image() asked of every node in `nodes` at once. A round keeps one small slot per node while it waits, not a
-   * promise chain: twenty images asked of 500 nodes in a burst are 10,000 questions in flight (measured: about 1 KB each
-   * as separate promises, a third of the controller's heap at the burst's peak).
+   * promise chain: a burst asks images times nodes questions at once (bench-scale: 20 images of 500 nodes), and a
+   * promise per question made them a large share of the controller's heap at the burst's peak.
    */
   imageEverywhere(
     nodes: readonly string[],

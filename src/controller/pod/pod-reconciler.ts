@@ -1,5 +1,5 @@
-// Pods → SalvageRecords. For a pod stuck on its image and in scope of a policy (or opted in by the Go tote's
-// annotations), make sure the record for each (digest, node) exists; a record that already exists is re-enqueued so it
+// Pods → SalvageRecords. For a pod stuck on its image and in scope of a policy (or opted in by annotation,
+// api/reasons.ts), make sure the record for each (digest, node) exists; a record that already exists is re-enqueued so it
 // notices the pod joining. Level-triggered: it never asks whether the pod was added or modified, only what it is now.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { Annotations, apiVersion, Labels, digestLabelValue, SalvageRecordResource } from '../../api/index.ts';

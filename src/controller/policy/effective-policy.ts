@@ -1,5 +1,6 @@
 // The settings a record is driven by, with every default applied: from the SalvagePolicy that selects the pod, or
-// tote's built-in defaults for the Go tote's annotation opt-in and for hand-made records without a policy. The API
+// tote's built-in defaults for pods opted in by annotation (api/reasons.ts, Annotations) and for hand-made records
+// without a policy. The API
 // server applies the CRD defaults on write; applying them again here keeps a policy written before a default was added
 // (or read from a cache) from meaning something different.
 import { parseDuration, parseQuantity } from '../../api/index.ts';

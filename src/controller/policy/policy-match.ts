@@ -1,7 +1,8 @@
 // Which SalvagePolicy governs a pod's image. Pure. Several policies may select the same pod: the highest priority wins,
 // ties go to the alphabetically first name, so every controller replica and every reconcile picks the same one.
-// System namespaces are never in scope. Where no policy selects a pod, the Go tote's annotations still opt it in
-// (tote.dev/allow on the namespace and tote.dev/auto-salvage on the pod or its owner) with tote's defaults.
+// System namespaces are never in scope. Where no policy selects a pod, the opt-in annotations clusters already carry
+// (tote.dev/allow on the namespace and tote.dev/auto-salvage on the pod or its owner; api/reasons.ts) still opt it in,
+// with tote's defaults.
 import { Annotations, systemNamespaces } from '../../api/index.ts';
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy } from '../../api/index.ts';

@@ -361,8 +361,8 @@ async function findCandidates(
 ): Promise<{ candidates: (SourceCandidate & { size: number })[]; unreachable: string[] }> {
   const target = record.spec.targetNode;
   // The question "who holds this digest" is the same for every record of the image on this platform: concurrent
-  // records share one round (the target is filtered out per record), so a burst of 200 records over 20 images asks 20
-  // rounds, not 200 (measured: 100,000 pending per-node questions and a 500 MB heap on 500 nodes before this).
+  // records share one round (the target is filtered out per record), so a burst costs one round per image, not one
+  // per record: keep it so, or a burst's pending questions grow as records times nodes (bench-scale shows it).
   const alive = [...c.agents.alive().keys()].filter((node) => samePlatformAs(c, node, platform));
   const repository = repositoryOf(record.spec.imageRef);
   const hinted = new Set([
