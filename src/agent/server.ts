@@ -13,7 +13,9 @@ import type { Registry } from 'prom-client';
 import { HealthService } from '../../generated/proto/grpc/health/v1/health.ts';
 import { ToteError } from '../api/errors.ts';
 import type { Containerd } from '../containerd/index.ts';
+import { agentMaxMessageBytes } from '../agentapi/index.ts';
 import type { TlsMaterial } from '../agentapi/index.ts';
+import { defaultMaxImageBytes } from '../runtime/config/index.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
 import { ContentDir } from './content-dir.ts';
 import { listenMultiplexed } from './listener.ts';
@@ -46,7 +48,7 @@ export interface AgentServerOptions {
   readonly registry: Registry;
   /** Default: the platform this process runs on. */
   readonly platform?: Platform;
-  /** Plans larger than this are refused unless an Import asks for less; default 2 GiB. */
+  /** Plans larger than this are refused unless an Import asks for less; default defaultMaxImageBytes (2 GiB). */
   readonly maxImageBytes?: number;
   /** Blobs fetched at once by default; default 4. */
   readonly parallelism?: number;
@@ -72,13 +74,11 @@ export interface AgentServer {
   stop(): Promise<void>;
 }
 
-const gib = 1024 * 1024 * 1024;
-
 export async function startAgentServer(options: AgentServerOptions): Promise<AgentServer> {
   const state = await agentState(options);
   const server = new Server({
-    'grpc.max_send_message_length': 16 * 1024 * 1024,
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': agentMaxMessageBytes,
+    'grpc.max_receive_message_length': agentMaxMessageBytes,
     // No channelz service is served: do not pay for its bookkeeping per connection (see agentapi/client.ts).
     'grpc.enable_channelz': 0,
   });
@@ -148,7 +148,7 @@ async function agentState(options: AgentServerOptions): Promise<AgentState> {
     metrics: createAgentMetrics(options.registry),
     blobs: { nodeName, containerd, tokenPublicKey: options.tokenPublicKey, contentDir },
     contentDir,
-    maxImageBytes: options.maxImageBytes ?? 2 * gib,
+    maxImageBytes: options.maxImageBytes ?? defaultMaxImageBytes,
     defaultParallelism: options.parallelism ?? 4,
     leaseTtlMs,
     connectPeer: options.connectPeer ?? ((address, node) => connectSource(address, node, options.tls)),
