@@ -12,7 +12,7 @@ TEST_FILES ?= test/**/*.test.ts
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -50,6 +50,10 @@ test-unit: node_modules/.package-lock.json ## Unit tests only (no processes star
 .PHONY: test
 test: deps lint typecheck ## Everything: set-up, lint, type-check, unit, integration and e2e tests
 	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-global-setup=test/support/global-setup.ts '$(TEST_FILES)'
+
+.PHONY: test-e2e
+test-e2e: node_modules/.package-lock.json ## The whole-system stories only (test/e2e): tote's controller and agents on the local cluster
+	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-global-setup=test/support/global-setup.ts 'test/e2e/*.test.ts'
 
 .PHONY: format
 format: node_modules/.package-lock.json ## Rewrite files with Prettier

@@ -1,16 +1,18 @@
 // ESLint flat config. Besides the usual TypeScript rules it keeps src/ layered:
-//   api → runtime | registry | containerd | agentapi → controller | agent → cmd
+//   api → runtime | registry | grpc → containerd | agentapi → controller | agent → cmd
+// (grpc is what every gRPC boundary shares: the status-code table and the single-copy bytes encoder.)
 // Arrows point one way: a layer imports only from layers to its left (and generated/).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const layers = ['api', 'runtime', 'registry', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'];
+const layers = ['api', 'runtime', 'registry', 'grpc', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'];
 
 /** What each layer may NOT import (folder names under src/). */
 const forbidden = {
-  api: ['runtime', 'registry', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
-  runtime: ['registry', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
-  registry: ['containerd', 'agentapi', 'controller', 'agent', 'cmd'],
+  api: ['runtime', 'registry', 'grpc', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
+  runtime: ['registry', 'grpc', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
+  registry: ['grpc', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
+  grpc: ['runtime', 'registry', 'containerd', 'agentapi', 'controller', 'agent', 'cmd'],
   containerd: ['registry', 'agentapi', 'controller', 'agent', 'cmd'],
   agentapi: ['registry', 'containerd', 'controller', 'agent', 'cmd'],
   controller: ['containerd', 'agent', 'cmd'],
@@ -27,7 +29,7 @@ const layerRules = layers.map((layer) => ({
         patterns: forbidden[layer].map((other) => ({
           // generated/ sits beside src/ and may share folder names (generated/proto/tote/agent): never a layer.
           group: [`**/${other}/*`, `**/${other}/**`, '!**/generated/**'],
-          message: `src/${layer} must not import src/${other}: layers are api → runtime/registry/containerd/agentapi → controller/agent → cmd.`,
+          message: `src/${layer} must not import src/${other}: layers are api → runtime/registry/grpc → containerd/agentapi → controller/agent → cmd.`,
         })),
       },
     ],

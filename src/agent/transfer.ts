@@ -19,9 +19,9 @@
 // and deletes the lease synchronously, so containerd's GC removes whatever this transfer committed and nothing
 // partial stays.
 //
-// Concurrency: one runImport call per image digest at a time (the server enforces it); inside, up to `parallelism`
-// blob fetches run concurrently, sharing one progress object, one bandwidth pacer and one AbortController that stops
-// all of them at the first failure.
+// Concurrency: one Import (an ImportRun) per image digest at a time (the server enforces it); inside, up to
+// `parallelism` blob fetches run concurrently, sharing the run's progress, one bandwidth pacer and one AbortController
+// that stops all of them at the first failure.
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -111,16 +111,43 @@ export const importLeaseId = (digest: string): string => `tote-import-${digest.r
 
 const progressIntervalMs = 250;
 
-export async function runImport(
+/** Runs one Import to the end: the image on this node with its records, or an error (see the notes at the top). */
+export function runImport(
   deps: ImportDeps,
   spec: ImportSpec,
   onProgress: (p: ImportProgress) => void,
   signal: AbortSignal,
 ): Promise<ImportProgress> {
-  const { containerd, source, metrics } = deps;
-  const now = deps.now ?? (() => new Date());
-  const names = normaliseNames(spec.names, spec.digest);
-  const progress: ImportProgress = {
+  return new ImportRun(deps, spec, onProgress, signal).run();
+}
+
+/** The source's plan as announced, before the documents are read and checked against it. */
+interface AnnouncedPlan {
+  readonly root: OciDescriptor;
+  readonly blobs: readonly { digest: string; size: number }[];
+}
+
+/**
+ * One Import, step by step: #plan (the source's plan), #documents (index and manifest, verified, the plan recomputed
+ * from them), #fetch (the missing config and layers), #write (manifest and index with their GC labels), #record (the
+ * image records). Its state is shared by the steps as fields: the progress reported, the lease holding its work, and
+ * the ingests and staging files it opened, which a refusal aborts.
+ */
+class ImportRun {
+  readonly #deps: ImportDeps;
+  readonly #spec: ImportSpec;
+  readonly #names: string[];
+  readonly #onProgress: (p: ImportProgress) => void;
+  readonly #signal: AbortSignal;
+  readonly #now: () => Date;
+  readonly #lease: string;
+  /** Ingests this transfer opened and staging files it wrote: what a refusal aborts. */
+  readonly #refs = new Set<string>();
+  readonly #staged = new Set<string>();
+  /** Documents fetched from the source (committed in #write) and documents already here (held by the lease). */
+  readonly #fetchedDocs = new Map<string, Buffer>();
+  readonly #presentDocs = new Set<string>();
+  readonly #progress: ImportProgress = {
     phase: 'planning',
     bytesTotal: 0,
     bytesTransferred: 0,
@@ -132,84 +159,93 @@ export async function runImport(
     imageNames: [],
     configDigest: '',
   };
-  let lastReport = 0;
-  const report = (force: boolean) => {
+  #lastReport = 0;
+
+  constructor(deps: ImportDeps, spec: ImportSpec, onProgress: (p: ImportProgress) => void, signal: AbortSignal) {
+    this.#deps = deps;
+    this.#spec = spec;
+    this.#names = normaliseNames(spec.names, spec.digest);
+    this.#onProgress = onProgress;
+    this.#signal = signal;
+    this.#now = deps.now ?? (() => new Date());
+    this.#lease = importLeaseId(spec.digest);
+  }
+
+  async run(): Promise<ImportProgress> {
+    const { containerd } = this.#deps;
+    this.#report(true);
+    const announced = await this.#plan();
+    try {
+      await containerd.leases.create(this.#lease, new Date(this.#now().getTime() + this.#deps.leaseTtlMs), {
+        'tote.dev/import': this.#spec.digest,
+      });
+    } catch (err) {
+      if (!isToteError(err, 'already-exists')) throw err; // a retry: reuse the lease that holds the earlier work
+    }
+    try {
+      const result = await this.#transfer(announced);
+      await containerd.leases.delete(this.#lease);
+      return result;
+    } catch (err) {
+      if (keepsPartialWork(err)) throw err;
+      // A refusal: leave nothing behind. Abort this transfer's ingests and staging files, then drop the lease and let
+      // GC collect.
+      for (const ref of this.#refs) await containerd.content.abortIngest(ref).catch(() => undefined);
+      for (const path of this.#staged) await this.#deps.contentDir?.discard(path).catch(() => undefined);
+      await containerd.leases.delete(this.#lease, { sync: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #transfer(announced: AnnouncedPlan): Promise<ImportProgress> {
+    const plan = await this.#documents(announced);
+    this.#progress.phase = 'transferring';
+    this.#report(true);
+    await this.#fetch(await this.#missing(plan));
+    this.#progress.phase = 'recording';
+    this.#report(true);
+    await this.#write(plan);
+    this.#progress.imageNames = await this.#record(plan);
+    // Done only when the kubelet's own lookup finds the image under every name (a containerd without CRI has none).
+    await awaitCriNames(this.#deps.containerd, this.#progress.imageNames, plan.config.digest, { signal: this.#signal });
+    this.#progress.phase = 'completed';
+    return { ...this.#progress, imageNames: [...this.#progress.imageNames] };
+  }
+
+  #report(force: boolean): void {
     const t = Date.now();
-    if (!force && t - lastReport < progressIntervalMs) return;
-    lastReport = t;
-    onProgress({ ...progress, imageNames: [...progress.imageNames] });
-  };
-  report(true);
-
-  // 1. The source's plan, refused early when too large.
-  const announced = await source.describePlan(
-    { digest: spec.digest, platform: spec.platform, token: spec.token },
-    { signal },
-  );
-  if (announced.digest !== spec.digest) {
-    throw new ToteError('integrity', 'PlanMismatch', `source planned ${announced.digest}, not ${spec.digest}`);
+    if (!force && t - this.#lastReport < progressIntervalMs) return;
+    this.#lastReport = t;
+    this.#onProgress({ ...this.#progress, imageNames: [...this.#progress.imageNames] });
   }
-  if (announced.totalSize > spec.maxBytes) {
-    throw new ToteError(
-      'terminal',
-      'PlanTooLarge',
-      `image ${spec.digest} needs ${announced.totalSize} bytes, over the limit of ${spec.maxBytes}`,
+
+  /** 1. The source's plan, refused early when too large. */
+  async #plan(): Promise<AnnouncedPlan> {
+    const spec = this.#spec;
+    const announced = await this.#deps.source.describePlan(
+      { digest: spec.digest, platform: spec.platform, token: spec.token },
+      { signal: this.#signal },
     );
-  }
-  const rootSize = announced.blobs.find((b) => b.digest === spec.digest)?.size;
-  if (rootSize === undefined)
-    throw new ToteError('integrity', 'PlanMismatch', `source plan for ${spec.digest} omits the image itself`);
-  const root: OciDescriptor = { digest: spec.digest, mediaType: announced.mediaType, size: rootSize };
-
-  const lease = importLeaseId(spec.digest);
-  try {
-    await containerd.leases.create(lease, new Date(now().getTime() + deps.leaseTtlMs), {
-      'tote.dev/import': spec.digest,
-    });
-  } catch (err) {
-    if (!isToteError(err, 'already-exists')) throw err; // a retry: reuse the lease that holds the earlier work
-  }
-  const refs = new Set<string>();
-  const staged = new Set<string>();
-  try {
-    const result = await transfer();
-    await containerd.leases.delete(lease);
-    return result;
-  } catch (err) {
-    if (keepsPartialWork(err)) throw err;
-    // A refusal: leave nothing behind. Abort this transfer's ingests and staging files, then drop the lease and let
-    // GC collect.
-    for (const ref of refs) await containerd.content.abortIngest(ref).catch(() => undefined);
-    for (const path of staged) await deps.contentDir?.discard(path).catch(() => undefined);
-    await containerd.leases.delete(lease, { sync: true }).catch(() => undefined);
-    throw err;
+    if (announced.digest !== spec.digest) {
+      throw new ToteError('integrity', 'PlanMismatch', `source planned ${announced.digest}, not ${spec.digest}`);
+    }
+    if (announced.totalSize > spec.maxBytes) {
+      throw new ToteError(
+        'terminal',
+        'PlanTooLarge',
+        `image ${spec.digest} needs ${announced.totalSize} bytes, over the limit of ${spec.maxBytes}`,
+      );
+    }
+    const rootSize = announced.blobs.find((b) => b.digest === spec.digest)?.size;
+    if (rootSize === undefined)
+      throw new ToteError('integrity', 'PlanMismatch', `source plan for ${spec.digest} omits the image itself`);
+    return { root: { digest: spec.digest, mediaType: announced.mediaType, size: rootSize }, blobs: announced.blobs };
   }
 
-  async function transfer(): Promise<ImportProgress> {
-    // 2. Documents, verified, and the plan recomputed from them.
-    const fetchedDocs = new Map<string, Buffer>();
-    const presentDocs = new Set<string>();
-    const readDoc = async (d: OciDescriptor): Promise<Uint8Array> => {
-      if (d.size > maxDocumentBytes)
-        throw new ToteError('integrity', 'DocumentTooLarge', `image document ${d.digest} is ${d.size} bytes`);
-      const local = await containerd.content.info(d.digest, { signal });
-      if (local !== undefined && local.size === d.size) {
-        try {
-          const bytes = await readLocalDocument(containerd, d, signal);
-          await containerd.leases.addResource(lease, { type: 'content', id: d.digest });
-          presentDocs.add(d.digest);
-          return bytes;
-        } catch (err) {
-          if (!isToteError(err, 'integrity')) throw err; // a corrupt local copy: fetch a good one instead
-        }
-      }
-      const bytes = await fetchWhole(source, spec.token, d, signal);
-      metrics.bytesReceived.inc({ source: spec.sourceNode }, bytes.length);
-      progress.bytesTransferred += bytes.length;
-      fetchedDocs.set(d.digest, bytes);
-      return bytes;
-    };
-    const plan = await planImage(root, spec.platform, readDoc);
+  /** 2. Documents, verified, and the plan recomputed from them; the source's plan must agree. */
+  async #documents(announced: AnnouncedPlan): Promise<ImagePlan> {
+    const spec = this.#spec;
+    const plan = await planImage(announced.root, spec.platform, (d) => this.#readDocument(d));
     const announcedSet = new Set(announced.blobs.map((b) => `${b.digest}/${b.size}`));
     const verifiedSet = new Set(plan.blobs.map((b) => `${b.digest}/${b.size}`));
     if (announcedSet.size !== verifiedSet.size || [...verifiedSet].some((k) => !announcedSet.has(k))) {
@@ -226,111 +262,94 @@ export async function runImport(
         `image ${spec.digest} needs ${plan.totalSize} bytes, over the limit of ${spec.maxBytes}`,
       );
     }
+    const progress = this.#progress;
     progress.bytesTotal = plan.totalSize;
     progress.blobsTotal = plan.blobs.length;
     progress.configDigest = plan.config.digest;
-    for (const d of presentDocs) {
+    for (const d of this.#presentDocs) {
       progress.blobsPresent++;
       const size = plan.blobs.find((b) => b.digest === d)?.size ?? 0;
       progress.bytesSkipped += size;
-      metrics.bytesSkipped.inc(size);
+      this.#deps.metrics.bytesSkipped.inc(size);
     }
-    progress.blobsTransferred += fetchedDocs.size;
+    progress.blobsTransferred += this.#fetchedDocs.size;
+    return plan;
+  }
 
-    // 3. Config and layers: skip what is here, fetch the rest.
-    progress.phase = 'transferring';
-    report(true);
+  /** An index or manifest: the local copy when it is intact (then held by the lease), else fetched whole. */
+  async #readDocument(d: OciDescriptor): Promise<Uint8Array> {
+    const { containerd, metrics } = this.#deps;
+    if (d.size > maxDocumentBytes)
+      throw new ToteError('integrity', 'DocumentTooLarge', `image document ${d.digest} is ${d.size} bytes`);
+    const local = await containerd.content.info(d.digest, { signal: this.#signal });
+    if (local !== undefined && local.size === d.size) {
+      try {
+        const bytes = await readLocalDocument(containerd, d, this.#signal);
+        await containerd.leases.addResource(this.#lease, { type: 'content', id: d.digest });
+        this.#presentDocs.add(d.digest);
+        return bytes;
+      } catch (err) {
+        if (!isToteError(err, 'integrity')) throw err; // a corrupt local copy: fetch a good one instead
+      }
+    }
+    const bytes = await fetchWhole(this.#deps.source, this.#spec.token, d, this.#signal);
+    metrics.bytesReceived.inc({ source: this.#spec.sourceNode }, bytes.length);
+    this.#progress.bytesTransferred += bytes.length;
+    this.#fetchedDocs.set(d.digest, bytes);
+    return bytes;
+  }
+
+  /** 3a. Config and layers: what is here is skipped (and held by the lease); the rest is returned. */
+  async #missing(plan: ImagePlan): Promise<PlannedBlob[]> {
+    const { containerd, metrics } = this.#deps;
     const missing: PlannedBlob[] = [];
     for (const b of plan.blobs.filter((x) => x.role === 'config' || x.role === 'layer')) {
-      const info = await containerd.content.info(b.digest, { signal });
+      const info = await containerd.content.info(b.digest, { signal: this.#signal });
       if (info !== undefined && info.size === b.size) {
-        await containerd.leases.addResource(lease, { type: 'content', id: b.digest });
-        progress.blobsPresent++;
-        progress.bytesSkipped += b.size;
+        await containerd.leases.addResource(this.#lease, { type: 'content', id: b.digest });
+        this.#progress.blobsPresent++;
+        this.#progress.bytesSkipped += b.size;
         metrics.bytesSkipped.inc(b.size);
       } else {
         missing.push(b);
       }
     }
-    await fetchAll(missing);
-
-    // 4. Manifest and index with their GC labels, then the records.
-    progress.phase = 'recording';
-    report(true);
-    const manifestLabels: Record<string, string> = { [gcRefConfigLabel]: plan.config.digest };
-    plan.layers.forEach((l, i) => (manifestLabels[gcRefLayerLabel(i)] = l.digest));
-    await commitDocument(plan.manifest, manifestLabels);
-    if (plan.index) {
-      const indexLabels: Record<string, string> = {};
-      plan.index.manifests.forEach((m, i) => (indexLabels[gcRefManifestLabel(i)] = m.digest));
-      await commitDocument(plan.index.descriptor, indexLabels);
-    }
-    progress.imageNames = await createRecords(plan);
-    // Done only when the kubelet's own lookup finds the image under every name (a containerd without CRI has none).
-    await awaitCriNames(containerd, progress.imageNames, plan.config.digest, { signal });
-    progress.phase = 'completed';
-    return { ...progress, imageNames: [...progress.imageNames] };
-
-    async function commitDocument(d: OciDescriptor, labels: Record<string, string>): Promise<void> {
-      const bytes = fetchedDocs.get(d.digest);
-      if (bytes !== undefined) {
-        const ref = ingestRef(d.digest);
-        refs.add(ref);
-        let writer: ContentWriter | undefined;
-        try {
-          writer = await containerd.content.openWriter(ref, { total: d.size, expected: d.digest, lease, signal });
-          if (writer.offset !== 0) {
-            // A stale partial document: documents are rewritten whole.
-            writer.close();
-            await containerd.content.abortIngest(ref);
-            writer = await containerd.content.openWriter(ref, { total: d.size, expected: d.digest, lease, signal });
-          }
-          await writeChunked(writer, bytes);
-          if ((await writer.commit(labels)) === 'committed') return;
-        } catch (err) {
-          writer?.close();
-          if (!isToteError(err, 'already-exists')) throw err;
-        }
-        await containerd.leases.addResource(lease, { type: 'content', id: d.digest });
-      }
-      // Present already (or committed concurrently): commit labels are not applied then, so set them.
-      await containerd.content.updateLabels(d.digest, labels, { signal });
-    }
+    return missing;
   }
 
-  async function fetchAll(blobs: PlannedBlob[]): Promise<void> {
+  /** 3b. Fetches `blobs`, `parallelism` at a time under one pacer; the first failure stops them all. */
+  async #fetch(blobs: PlannedBlob[]): Promise<void> {
     const stop = new AbortController();
-    const linked = AbortSignal.any([signal, stop.signal]);
-    const pacer = makePacer(spec.bandwidthBytesPerSecond, linked);
+    const linked = AbortSignal.any([this.#signal, stop.signal]);
+    const pacer = makePacer(this.#spec.bandwidthBytesPerSecond, linked);
     const queue = [...blobs];
     let failure: unknown;
     const worker = async () => {
       for (let b = queue.shift(); b !== undefined && failure === undefined; b = queue.shift()) {
         try {
-          await fetchBlob(b, linked, pacer);
+          await this.#fetchBlob(b, linked, pacer);
         } catch (err) {
           failure ??= err;
           stop.abort();
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(spec.parallelism, blobs.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.#spec.parallelism, blobs.length)) }, worker));
     if (failure !== undefined) {
       // The first failure names the cause; the others were only stopped by it.
       throw failure;
     }
   }
 
-  async function fetchBlob(
-    b: PlannedBlob,
-    fetchSignal: AbortSignal,
-    pacer: (n: number) => Promise<void>,
-  ): Promise<void> {
-    if (deps.contentDir?.writable) {
-      await fetchBlobToFile(deps.contentDir, b, fetchSignal, pacer);
+  /** One blob, into the content store directly when it is mounted and writable, else through an ingest. */
+  async #fetchBlob(b: PlannedBlob, fetchSignal: AbortSignal, pacer: Pacer): Promise<void> {
+    const { contentDir, metrics } = this.#deps;
+    if (contentDir?.writable) {
+      await this.#fetchBlobToFile(contentDir, b, fetchSignal, pacer);
       return;
     }
-    const writer = await openBlobWriter(b, fetchSignal);
+    const progress = this.#progress;
+    const writer = await this.#openBlobWriter(b, fetchSignal);
     if (writer === undefined) {
       // Committed meanwhile (a kubelet pull, a concurrent import): present now.
       progress.blobsPresent++;
@@ -345,12 +364,12 @@ export async function runImport(
     // From 0 the whole blob is hashed here; after a resume containerd's commit check covers the bytes written before.
     const hash = offset === 0 ? createHash('sha256') : undefined;
     try {
-      await receive(b, offset, hash, fetchSignal, pacer, async (data) => {
+      await this.#receive(b, offset, hash, fetchSignal, pacer, async (data) => {
         await writeChunked(writer, data);
       });
       await writer.commit();
       progress.blobsTransferred++;
-      report(true);
+      this.#report(true);
     } catch (err) {
       if (keepsPartialWork(err)) {
         // Keep what arrived: let containerd acknowledge the chunks in flight so the retry resumes after them.
@@ -362,14 +381,9 @@ export async function runImport(
   }
 
   /** The direct path: stage the blob in a file, verify it, place it in containerd's store and let containerd adopt it. */
-  async function fetchBlobToFile(
-    dir: ContentDir,
-    b: PlannedBlob,
-    fetchSignal: AbortSignal,
-    pacer: (n: number) => Promise<void>,
-  ): Promise<void> {
-    const path = dir.stagingPath(b.digest, spec.digest);
-    staged.add(path);
+  async #fetchBlobToFile(dir: ContentDir, b: PlannedBlob, fetchSignal: AbortSignal, pacer: Pacer): Promise<void> {
+    const path = dir.stagingPath(b.digest, this.#spec.digest);
+    this.#staged.add(path);
     const { handle, length } = await dir.openStaging(path);
     try {
       let offset = length;
@@ -382,8 +396,8 @@ export async function runImport(
         // An earlier attempt staged this much; its bytes are hashed again, so the check below covers the whole blob.
         for await (const part of handle.createReadStream({ start: 0, end: offset - 1, autoClose: false }))
           hash.update(part as Buffer);
-        progress.bytesResumed += offset;
-        metrics.bytesResumed.inc(offset);
+        this.#progress.bytesResumed += offset;
+        this.#deps.metrics.bytesResumed.inc(offset);
       }
       // Appends batched to ~1 MiB: one write call per MiB, not per TLS record. One batch is written while the next
       // arrives (at most two in memory), so the socket keeps flowing during disk writes.
@@ -399,7 +413,7 @@ export async function runImport(
         writing = handle.writev(batch);
       };
       try {
-        await receive(b, offset, hash, fetchSignal, pacer, (data) => {
+        await this.#receive(b, offset, hash, fetchSignal, pacer, (data) => {
           pending.push(data);
           pendingBytes += data.length;
           return pendingBytes >= maxChunkBytes ? flush() : undefined;
@@ -419,46 +433,48 @@ export async function runImport(
       await handle.close();
     }
     await dir.place(path, b.digest);
-    staged.delete(path);
-    await adopt(dir, b, fetchSignal);
-    progress.blobsTransferred++;
-    report(true);
+    this.#staged.delete(path);
+    await this.#adopt(dir, b, fetchSignal);
+    this.#progress.blobsTransferred++;
+    this.#report(true);
   }
 
   /** The transfer's ingest of blob `b`; undefined when the blob is committed already (then held by the lease). */
-  async function openBlobWriter(b: PlannedBlob, writerSignal: AbortSignal): Promise<ContentWriter | undefined> {
+  async #openBlobWriter(b: PlannedBlob, writerSignal: AbortSignal): Promise<ContentWriter | undefined> {
+    const { containerd } = this.#deps;
     const ref = ingestRef(b.digest);
-    refs.add(ref);
+    this.#refs.add(ref);
     try {
       return await containerd.content.openWriter(ref, {
         total: b.size,
         expected: b.digest,
-        lease,
+        lease: this.#lease,
         signal: writerSignal,
       });
     } catch (err) {
       if (!isToteError(err, 'already-exists')) throw err;
-      await containerd.leases.addResource(lease, { type: 'content', id: b.digest });
+      await containerd.leases.addResource(this.#lease, { type: 'content', id: b.digest });
       return undefined;
     }
   }
 
   /**
-   * Streams blob `b` from `offset` into `sink`, holding the source to the plan: never more than the planned size,
+   * Streams blob `b` from `from` into `sink`, holding the source to the plan: never more than the planned size,
    * exactly the planned size in the end and, when `hash` covers the blob from its first byte, the planned digest.
    * `sink` returns a promise only when it needs the stream to wait (backpressure).
    */
-  async function receive(
+  async #receive(
     b: PlannedBlob,
     from: number,
     hash: Hash | undefined,
     fetchSignal: AbortSignal,
-    pacer: (n: number) => Promise<void>,
+    pacer: Pacer,
     sink: (data: Uint8Array) => Promise<void> | undefined,
   ): Promise<void> {
-    const received = metrics.bytesReceived.labels({ source: spec.sourceNode });
+    const spec = this.#spec;
+    const received = this.#deps.metrics.bytesReceived.labels({ source: spec.sourceNode });
     let offset = from;
-    for await (const data of source.readBlob(
+    for await (const data of this.#deps.source.readBlob(
       { token: spec.token, digest: b.digest, offset },
       { signal: fetchSignal },
     )) {
@@ -473,9 +489,9 @@ export async function runImport(
       const wait = sink(data);
       if (wait !== undefined) await wait;
       offset += data.length;
-      progress.bytesTransferred += data.length;
+      this.#progress.bytesTransferred += data.length;
       received.inc(data.length);
-      report(false);
+      this.#report(false);
       if (pacer !== unpaced) await pacer(data.length);
     }
     if (offset !== b.size) {
@@ -494,14 +510,14 @@ export async function runImport(
    * Has containerd record a placed blob in this namespace under the transfer's lease. A store that shares content
    * finds the file and commits without data; otherwise the file is streamed through the API and direct writes stop.
    */
-  async function adopt(dir: ContentDir, b: PlannedBlob, fetchSignal: AbortSignal): Promise<void> {
-    const writer = await openBlobWriter(b, fetchSignal);
+  async #adopt(dir: ContentDir, b: PlannedBlob, fetchSignal: AbortSignal): Promise<void> {
+    const writer = await this.#openBlobWriter(b, fetchSignal);
     if (writer === undefined) return;
     try {
       if (writer.offset !== b.size) {
         // containerd does not see the file: not its content store (or content is isolated per namespace).
         dir.disableWrites();
-        metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
+        this.#deps.metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
         for await (const part of createReadStream(dir.blobPath(b.digest), { start: writer.offset }))
           await writeChunked(writer, part as Buffer);
       }
@@ -511,10 +527,55 @@ export async function runImport(
     }
   }
 
-  async function createRecords(plan: ImagePlan): Promise<string[]> {
+  /** 4a. Manifest and index with their GC labels, so containerd's GC keeps what they reference. */
+  async #write(plan: ImagePlan): Promise<void> {
+    const manifestLabels: Record<string, string> = { [gcRefConfigLabel]: plan.config.digest };
+    plan.layers.forEach((l, i) => (manifestLabels[gcRefLayerLabel(i)] = l.digest));
+    await this.#commitDocument(plan.manifest, manifestLabels);
+    if (plan.index) {
+      const indexLabels: Record<string, string> = {};
+      plan.index.manifests.forEach((m, i) => (indexLabels[gcRefManifestLabel(i)] = m.digest));
+      await this.#commitDocument(plan.index.descriptor, indexLabels);
+    }
+  }
+
+  async #commitDocument(d: OciDescriptor, labels: Record<string, string>): Promise<void> {
+    const { containerd } = this.#deps;
+    const lease = this.#lease;
+    const signal = this.#signal;
+    const bytes = this.#fetchedDocs.get(d.digest);
+    if (bytes !== undefined) {
+      const ref = ingestRef(d.digest);
+      this.#refs.add(ref);
+      let writer: ContentWriter | undefined;
+      try {
+        writer = await containerd.content.openWriter(ref, { total: d.size, expected: d.digest, lease, signal });
+        if (writer.offset !== 0) {
+          // A stale partial document: documents are rewritten whole.
+          writer.close();
+          await containerd.content.abortIngest(ref);
+          writer = await containerd.content.openWriter(ref, { total: d.size, expected: d.digest, lease, signal });
+        }
+        await writeChunked(writer, bytes);
+        if ((await writer.commit(labels)) === 'committed') return;
+      } catch (err) {
+        writer?.close();
+        if (!isToteError(err, 'already-exists')) throw err;
+      }
+      await containerd.leases.addResource(lease, { type: 'content', id: d.digest });
+    }
+    // Present already (or committed concurrently): commit labels are not applied then, so set them.
+    await containerd.content.updateLabels(d.digest, labels, { signal });
+  }
+
+  /** 4b. The image records, as CRI's pull creates them: every name asked, repo@digest, and the config digest. */
+  async #record(plan: ImagePlan): Promise<string[]> {
+    const { containerd } = this.#deps;
+    const signal = this.#signal;
+    const names = this.#names;
     const target = { mediaType: plan.root.mediaType, digest: plan.root.digest, size: plan.root.size };
     const labels: Record<string, string> = { [criManagedLabel]: criManagedValue };
-    if (spec.pin) labels[criPinnedLabel] = criPinnedValue;
+    if (this.#spec.pin) labels[criPinnedLabel] = criPinnedValue;
     const repos = [...new Set(names.map((n) => parseReference(n).name))];
     const all = [...new Set([...names, ...repos.map((r) => `${r}@${plan.root.digest}`), plan.config.digest])];
     for (const name of all) {
@@ -598,9 +659,10 @@ async function fetchWhole(source: BlobPeer, token: string, d: OciDescriptor, sig
  * A per-transfer bandwidth limit: after each chunk, waits until the bytes so far fit the rate. Shared by the
  * transfer's parallel fetches, so the limit is for the whole transfer.
  */
-const unpaced = async (): Promise<void> => undefined;
+type Pacer = (bytes: number) => Promise<void>;
+const unpaced: Pacer = async () => undefined;
 
-function makePacer(bytesPerSecond: number, signal: AbortSignal): (bytes: number) => Promise<void> {
+function makePacer(bytesPerSecond: number, signal: AbortSignal): Pacer {
   if (bytesPerSecond <= 0) return unpaced;
   const started = Date.now();
   let total = 0;

@@ -21,7 +21,7 @@ import type {
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';
 import { ToteError } from '../api/errors.ts';
-import { limitBuffering } from '../api/wire.ts';
+import { limitBuffering } from '../grpc/wire.ts';
 import { fromAgentError } from './errors.ts';
 import { clientCredentials } from './tls.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -123,8 +123,8 @@ export interface AgentClient {
 
 const defaultUnaryTimeoutMs = 30_000;
 const defaultStreamTimeoutMs = 60 * 60_000;
-/** Blob chunks are ≤ 1 MiB; manifests lists can be large on big nodes. */
-const maxMessageBytes = 16 * 1024 * 1024;
+/** The agent API's message limit, both sides: blob chunks are ≤ 1 MiB; image lists can be large on big nodes. */
+export const agentMaxMessageBytes = 16 * 1024 * 1024;
 /** 4 MiB: as fast as 8 MiB in bench-transfer, less memory per blob stream (docs/agent.md). */
 const flowControlWindowBytes = 4 * 1024 * 1024;
 
@@ -133,8 +133,8 @@ type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: Partial<GrpcCallOptions>
 
 export function connectAgent(options: AgentClientOptions): AgentClient {
   const client = new AgentServiceClient(options.address, clientCredentials(options.tls, options.server), {
-    'grpc.max_receive_message_length': maxMessageBytes,
-    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc.max_receive_message_length': agentMaxMessageBytes,
+    'grpc.max_send_message_length': agentMaxMessageBytes,
     // Agents are dialled by IP, and an IP is not a valid TLS server name (RFC 6066): send a fixed one. The server's
     // identity is checked from its certificate's URI SAN (tls.ts), not from this name.
     'grpc.ssl_target_name_override': 'tote-agent',

@@ -3,7 +3,7 @@
 import { Metadata, status as Status } from '@grpc/grpc-js';
 import type { StatusObject } from '@grpc/grpc-js';
 import { ToteError } from '../api/errors.ts';
-import { isGrpcServiceError, kindForGrpcCode } from '../api/grpc-errors.ts';
+import { isGrpcServiceError, kindForGrpcCode } from '../grpc/errors.ts';
 import type { ErrorKind } from '../api/errors.ts';
 
 export const reasonTrailer = 'tote-reason';

@@ -8,6 +8,12 @@ import type { KeyObject } from 'node:crypto';
 import { ToteError } from '../api/errors.ts';
 
 /** What a token allows: `target` may read the blobs of image `digest` from `source` until `expiresAt`. */
+/**
+ * How long a transfer token is valid: long enough for one attempt, and an Import's deadline too (it cannot outlive
+ * its token); a retry gets a fresh token.
+ */
+export const transferTokenLifetimeMs = 30 * 60_000;
+
 export interface TransferClaims {
   readonly digest: string;
   readonly source: string;

@@ -24,7 +24,12 @@ export const Phases = {
 } as const satisfies Record<Phase, Phase>;
 
 /** Phases after which the record does nothing more; the TTL cleaner counts from completedAt. */
-export const finalPhases: ReadonlySet<Phase> = new Set(['Completed', 'Failed', 'NotActionable', 'Skipped']);
+export const finalPhases: ReadonlySet<Phase> = new Set([
+  Phases.Completed,
+  Phases.Failed,
+  Phases.NotActionable,
+  Phases.Skipped,
+]);
 export const isFinalPhase = (phase: Phase | undefined): boolean => phase !== undefined && finalPhases.has(phase);
 
 /** Why a container is stuck, as the kubelet reports it in containerStatuses[].state.waiting.reason. */
@@ -90,7 +95,10 @@ export const Labels = {
   policy: 'tote.dev/policy',
 } as const;
 
-/** Opt-in annotations carried over from the Go tote, honoured where no policy selects a pod. */
+/**
+ * Opt-in annotations that clusters already carry on namespaces, pods and workloads (set for the Go version of tote):
+ * honoured where no policy selects a pod, so those workloads stay in scope. Keep the names as they are.
+ */
 export const Annotations = {
   /** On a namespace: "true" lets tote act on its pods. */
   allowNamespace: 'tote.dev/allow',

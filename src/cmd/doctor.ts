@@ -3,13 +3,12 @@
 // the others. Exit code 1 when any row fails, 0 otherwise (warnings included).
 import { readFileSync } from 'node:fs';
 import type { V1CustomResourceDefinition, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
-import { agentLeaseName, endpointFromLease, errorMessage, findCondition } from '../api/index.ts';
+import { agentLeaseName, endpointFromLease, errorMessage, findCondition, SalvagePolicyResource } from '../api/index.ts';
 import type { SalvagePolicy } from '../api/index.ts';
 import { connectAgent } from '../agentapi/index.ts';
 import type { TlsMaterial } from '../agentapi/index.ts';
-import { decideScope, scopeSubject } from '../controller/policy-match.ts';
-import { policyResource } from '../controller/policy-reconciler.ts';
-import { repositoryOf } from '../controller/node-images.ts';
+import { decideScope, scopeSubject } from '../controller/policy/policy-match.ts';
+import { repositoryOf } from '../controller/pod/node-images.ts';
 import { parseDoctorConfig } from '../runtime/config/index.ts';
 import type { DoctorConfig } from '../runtime/config/index.ts';
 import { KubeClient, loadKubeConfig, resources } from '../runtime/kube.ts';
@@ -188,7 +187,7 @@ function readTls(config: DoctorConfig): TlsMaterial | undefined {
 }
 
 async function checkPolicies(c: DoctorContext): Promise<CheckRow[]> {
-  const policies = (await c.kube.listAll<SalvagePolicy & { metadata: object }>(policyResource)).items;
+  const policies = (await c.kube.listAll<SalvagePolicy & { metadata: object }>(SalvagePolicyResource)).items;
   if (policies.length === 0) {
     return [
       {
@@ -216,7 +215,7 @@ async function checkPolicies(c: DoctorContext): Promise<CheckRow[]> {
  */
 async function checkWorkloads(c: DoctorContext): Promise<CheckRow[]> {
   const [policies, namespaces, pods] = await Promise.all([
-    c.kube.listAll<SalvagePolicy & { metadata: object }>(policyResource).then((l) => l.items),
+    c.kube.listAll<SalvagePolicy & { metadata: object }>(SalvagePolicyResource).then((l) => l.items),
     c.kube.listAll<V1Namespace>(resources.namespaces).then((l) => l.items),
     c.kube.listAll<V1Pod>(resources.pods).then((l) => l.items),
   ]);

@@ -21,7 +21,7 @@ import { VersionClient } from '../../generated/proto/containerd/services/version
 import type { Timestamp } from '../../generated/proto/google/protobuf/timestamp.ts';
 import type { Descriptor as PbDescriptor } from '../../generated/proto/containerd/types/descriptor.ts';
 import { ToteError } from '../api/errors.ts';
-import { appendBytesField, limitBuffering } from '../api/wire.ts';
+import { appendBytesField, limitBuffering } from '../grpc/wire.ts';
 import { fromContainerdError } from './errors.ts';
 import { criNamespace, gcExpireLabel } from './labels.ts';
 import type {
@@ -68,7 +68,7 @@ export function connectContainerd(options: ContainerdOptions): Containerd {
 const noBytes = new Uint8Array(0);
 
 /**
- * The Content client with a single-copy encoder for Write requests (see api/wire.ts): every byte an import writes goes
+ * The Content client with a single-copy encoder for Write requests (see grpc/wire.ts): every byte an import writes goes
  * through it. `data` is field 6 of WriteContentRequest.
  */
 const FastContentClient = makeGenericClientConstructor(

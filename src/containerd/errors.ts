@@ -2,7 +2,7 @@
 // This is the single place where they become tote's typed errors; nothing above the adapter sees a gRPC error.
 import { status as Status } from '@grpc/grpc-js';
 import { ToteError } from '../api/errors.ts';
-import { isGrpcServiceError, kindForGrpcCode } from '../api/grpc-errors.ts';
+import { isGrpcServiceError, kindForGrpcCode } from '../grpc/errors.ts';
 import type { ErrorKind } from '../api/errors.ts';
 
 /**

@@ -7,14 +7,14 @@ import type { Clock } from '../runtime/clock.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logging.ts';
-import type { AgentDirectory } from './agents.ts';
-import type { EventRecorder } from './events.ts';
+import type { AgentDirectory } from './agents/agents.ts';
+import type { EventRecorder } from './notify/events.ts';
 import type { LookupTracker } from './lookups.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import type { OperationTracker } from './operations.ts';
-import type { MachineSettings } from './record-machine.ts';
+import type { MachineSettings } from './record/record-machine.ts';
 import type { SecretReader } from './secrets.ts';
-import type { Notifier } from './notifier.ts';
+import type { Notifier } from './notify/notifier.ts';
 
 export interface Caches {
   pods: Informer<V1Pod>;

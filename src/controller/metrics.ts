@@ -1,11 +1,12 @@
-// The controller's own metrics: at least the Go tote's set (detections, salvage attempts and outcomes, pushes, corrupt
-// images, durations, registry resolutions) plus records by phase, live agents, images down to their last copy, and how
+// The controller's own metrics. The names that dashboards and alerts already use (detections, salvage attempts and
+// outcomes, pushes, corrupt images, durations, registry resolutions; config/prometheus, config/grafana) must stay as
+// they are, labels included; besides them records by phase, live agents, images down to their last copy, and how
 // busy the controller's agent channels are.
 // Counters are pre-set to 0 for their known labels so rate() and alerts see them before the first incident.
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { Phases, StuckReasons } from '../api/index.ts';
-import type { AgentLoad } from './agents.ts';
+import type { AgentLoad } from './agents/agents.ts';
 
 export interface ControllerMetrics {
   detected: Counter<'reason'>;

@@ -594,6 +594,24 @@ class PushRun {
     await client.retrying('blob-upload', () => this.#upload(blob), signal);
   }
 
+  /** An empty POST to blobs/uploads/ that opens an upload session or mounts a blob: the response and its body. */
+  async #postUpload(
+    target: Parameters<RegistryClient['send']>[0],
+    url: URL,
+    what: string,
+  ): Promise<{ res: Awaited<ReturnType<RegistryClient['send']>>; body: string }> {
+    const signal = this.#options.signal;
+    const res = await this.#client.send(target, {
+      method: 'POST',
+      url,
+      headers: { 'content-length': '0' },
+      timeoutMs: this.#client.settings.timeoutMs,
+      what,
+      ...(signal !== undefined ? { signal } : {}),
+    });
+    return { res, body: await res.text() };
+  }
+
   /** One attempt at uploading a blob: open a session (or mount), stream, commit. */
   async #upload(blob: Descriptor): Promise<void> {
     const client = this.#client;
@@ -609,15 +627,7 @@ class PushRun {
       url.searchParams.set('mount', blob.digest);
       url.searchParams.set('from', from);
       const what = `mount ${blob.digest} from ${from} into ${name}`;
-      const res = await client.send(client.target(this.#ref, ['pull', 'push'], from), {
-        method: 'POST',
-        url,
-        headers: { 'content-length': '0' },
-        timeoutMs,
-        what,
-        ...optSignal,
-      });
-      const body = await res.text();
+      const { res, body } = await this.#postUpload(client.target(this.#ref, ['pull', 'push'], from), url, what);
       if (res.status === 201) {
         this.#record(blob, 'mounted', blob.size);
         return;
@@ -632,15 +642,7 @@ class PushRun {
     if (location === undefined) {
       const url = client.url(this.#ref, 'blobs/uploads/');
       const what = `start upload of ${blob.digest} to ${name}`;
-      const res = await client.send(target, {
-        method: 'POST',
-        url,
-        headers: { 'content-length': '0' },
-        timeoutMs,
-        what,
-        ...optSignal,
-      });
-      const body = await res.text();
+      const { res, body } = await this.#postUpload(target, url, what);
       if (res.status !== 202) throw errorFromResponse(res.status, body, what);
       location = this.#location(res, url, what);
     }

@@ -48,7 +48,10 @@ export interface RuntimeMetrics {
 
 const cache = new WeakMap<Registry, RuntimeMetrics>();
 
-/** The runtime metric families of registry, created on first use. */
+/**
+ * The runtime metric families of registry, created on first use. Long only because it declares one family after
+ * another, a table read top to bottom; split, the table would be scattered.
+ */
 export function runtimeMetrics(registry: Registry): RuntimeMetrics {
   const existing = cache.get(registry);
   if (existing) return existing;

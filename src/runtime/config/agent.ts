@@ -4,6 +4,9 @@ import { kubeOptions, loggingOptions, serveOptions, tlsOptions, validateTls } fr
 import { option, parseConfig } from './options.ts';
 import type { ConfigOf } from './options.ts';
 
+/** Largest import plan an agent accepts when nobody asks for less: 2 GiB. */
+export const defaultMaxImageBytes = 2 * 1024 ** 3;
+
 export const agentOptions = {
   nodeName: option.string({
     flag: 'node-name',
@@ -57,7 +60,7 @@ export const agentOptions = {
   maxImageBytes: option.integer({
     flag: 'max-image-bytes',
     env: 'TOTE_MAX_IMAGE_BYTES',
-    default: 2 * 1024 ** 3,
+    default: defaultMaxImageBytes,
     min: 1,
     help: 'Largest import plan accepted when the controller asks for no other limit.',
   }),

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { deliver, sign } from '../../../src/controller/webhook.ts';
-import type { Notification } from '../../../src/controller/webhook.ts';
+import { deliver, sign } from '../../../src/controller/notify/webhook.ts';
+import type { Notification } from '../../../src/controller/notify/webhook.ts';
 
 const notification: Notification = {
   kind: 'Salvaged',

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import type { V1Lease } from '@kubernetes/client-node';
 import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
 import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
-import { AgentDirectory } from '../../../src/controller/agents.ts';
-import type { AgentDirectoryOptions } from '../../../src/controller/agents.ts';
+import { AgentDirectory } from '../../../src/controller/agents/agents.ts';
+import type { AgentDirectoryOptions } from '../../../src/controller/agents/agents.ts';
 import { ManualClock, settle } from '../../../src/runtime/clock.ts';
 import { digest } from './factories.ts';
 

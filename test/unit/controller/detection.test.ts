@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { controllerOwner, detectStuckContainers, digestFromPod } from '../../../src/controller/detection.ts';
+import { controllerOwner, detectStuckContainers, digestFromPod } from '../../../src/controller/pod/detection.ts';
 import { digest, pod } from './factories.ts';
 
 const missingLayer = `failed to create containerd container: error unpacking image: failed to extract layer sha256:${'1'.repeat(64)}: failed to get reader from content store: content digest ${digest}: not found`;

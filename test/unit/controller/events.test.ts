@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeEventRecorder } from '../../../src/controller/events.ts';
-import type { EventTarget } from '../../../src/controller/events.ts';
+import { KubeEventRecorder } from '../../../src/controller/notify/events.ts';
+import type { EventTarget } from '../../../src/controller/notify/events.ts';
 import { ManualClock } from '../../../src/runtime/clock.ts';
 import type { KubeClient } from '../../../src/runtime/kube.ts';
 import type { Logger } from '../../../src/runtime/logging.ts';

@@ -1,9 +1,9 @@
 // Factories for controller unit tests: realistic objects with overrides, so each test states only what it is about.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy, SalvageRecord, SalvageRecordStatus } from '../../../src/api/index.ts';
-import { defaultPolicy } from '../../../src/controller/effective-policy.ts';
-import type { EffectivePolicy } from '../../../src/controller/effective-policy.ts';
-import type { RecordObservation, WaitingPod } from '../../../src/controller/record-machine.ts';
+import { defaultPolicy } from '../../../src/controller/policy/effective-policy.ts';
+import type { EffectivePolicy } from '../../../src/controller/policy/effective-policy.ts';
+import type { RecordObservation, WaitingPod } from '../../../src/controller/record/record-machine.ts';
 
 export const digest = `sha256:${'5b0bcabd'.repeat(8)}`;
 export const now = new Date('2026-11-22T10:00:00Z');

@@ -6,7 +6,7 @@ import {
   nodePlatform,
   nodesListingDigest,
   repositoryOf,
-} from '../../../src/controller/node-images.ts';
+} from '../../../src/controller/pod/node-images.ts';
 import { digest } from './factories.ts';
 
 const other = `sha256:${'9'.repeat(64)}`;

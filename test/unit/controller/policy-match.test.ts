@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { byPrecedence, decideScope } from '../../../src/controller/policy-match.ts';
-import type { ScopeSubject } from '../../../src/controller/policy-match.ts';
-import { matchesSelector } from '../../../src/controller/label-selector.ts';
-import { matchesRegistries } from '../../../src/controller/registry-patterns.ts';
-import { effectivePolicy } from '../../../src/controller/effective-policy.ts';
+import { byPrecedence, decideScope } from '../../../src/controller/policy/policy-match.ts';
+import type { ScopeSubject } from '../../../src/controller/policy/policy-match.ts';
+import { matchesSelector } from '../../../src/controller/policy/label-selector.ts';
+import { matchesRegistries } from '../../../src/controller/policy/registry-patterns.ts';
+import { effectivePolicy } from '../../../src/controller/policy/effective-policy.ts';
 import { salvagePolicy } from './factories.ts';
 
 const subject = (overrides: Partial<ScopeSubject> = {}): ScopeSubject => ({

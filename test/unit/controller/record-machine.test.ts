@@ -7,8 +7,8 @@ import {
   retryDelayMs,
   retryPendingMs,
   wantedReferences,
-} from '../../../src/controller/record-machine.ts';
-import type { RecordAction, TransferObservation } from '../../../src/controller/record-machine.ts';
+} from '../../../src/controller/record/record-machine.ts';
+import type { RecordAction, TransferObservation } from '../../../src/controller/record/record-machine.ts';
 import { digest, now, observation, policy, record, waitingPod } from './factories.ts';
 
 const types = (actions: RecordAction[]) => actions.map((a) => a.type);

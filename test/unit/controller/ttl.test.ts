@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { expiredRecords } from '../../../src/controller/ttl.ts';
+import { expiredRecords } from '../../../src/controller/record/ttl.ts';
 import { now, record } from './factories.ts';
 
 const hour = 3_600_000;

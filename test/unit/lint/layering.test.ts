@@ -26,6 +26,10 @@ describe('src/ layering rule', () => {
     { from: 'src/agent/x.ts', imports: '../containerd/client.ts', allowed: true },
     { from: 'src/cmd/x.ts', imports: '../controller/manager.ts', allowed: true },
     { from: 'src/api/x.ts', imports: '../../generated/api/v1alpha1.ts', allowed: true },
+    { from: 'src/containerd/x.ts', imports: '../grpc/errors.ts', allowed: true },
+    { from: 'src/agentapi/x.ts', imports: '../grpc/wire.ts', allowed: true },
+    { from: 'src/grpc/x.ts', imports: '../containerd/client.ts', allowed: false },
+    { from: 'src/registry/x.ts', imports: '../grpc/wire.ts', allowed: false },
     { from: 'src/agentapi/x.ts', imports: '../../generated/proto/tote/agent/v1/agent.ts', allowed: true },
   ];
   for (const c of cases) {

@@ -1,0 +1,128 @@
+// What the controller watches, and which keys each change enqueues. Level-triggered: a handler decides nothing beyond
+// "could this matter" and only enqueues; the reconcile reads the world and converges.
+import type { KubernetesObject, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
+import {
+  agentLeaseSelector,
+  isFinalPhase,
+  Phases,
+  SalvagePolicyResource,
+  SalvageRecordResource,
+} from '../api/index.ts';
+import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
+import type { ControllerConfig } from '../runtime/config/index.ts';
+import { createInformer, enqueueHandler } from '../runtime/informer.ts';
+import type { InformerOptions } from '../runtime/informer.ts';
+import { objectKey, resources } from '../runtime/kube.ts';
+import type { KubeClient } from '../runtime/kube.ts';
+import { trimNode, trimPod } from '../runtime/trim.ts';
+import type { WorkQueue } from '../runtime/workqueue.ts';
+import { Indexes } from './context.ts';
+import type { Caches, ControllerContext } from './context.ts';
+import { detectStuckContainers } from './pod/detection.ts';
+
+export type Queues = { pods: WorkQueue; records: WorkQueue; policies: WorkQueue };
+
+/** One informer per kind the reconcilers read, with the indexes they look things up by. */
+export function createCaches(
+  kube: KubeClient,
+  config: ControllerConfig,
+  informerOptions: Pick<InformerOptions<KubernetesObject>, 'clock' | 'logger' | 'metrics' | 'resyncPeriodMs'>,
+): Caches {
+  return {
+    pods: createInformer<V1Pod>(kube, resources.pods, {
+      ...informerOptions,
+      transform: trimPod,
+      indexers: { [Indexes.podsByNode]: (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []) },
+    }),
+    nodes: createInformer<V1Node>(kube, resources.nodes, { ...informerOptions, transform: trimNode }),
+    namespaces: createInformer<V1Namespace>(kube, resources.namespaces, informerOptions),
+    policies: createInformer<SalvagePolicy & KubernetesObject>(kube, SalvagePolicyResource, informerOptions),
+    records: createInformer<SalvageRecord & KubernetesObject>(kube, SalvageRecordResource, {
+      ...informerOptions,
+      indexers: {
+        [Indexes.recordsByPolicy]: (r) => (r.spec.policyRef?.name ? [r.spec.policyRef.name] : []),
+        [Indexes.recordsByNode]: (r) => [r.spec.targetNode],
+      },
+    }),
+    agentLeases: createInformer<V1Lease>(kube, resources.leases, {
+      ...informerOptions,
+      name: 'agent-leases',
+      namespace: config.agentNamespace,
+      labelSelector: agentLeaseSelector,
+    }),
+  };
+}
+/** Informer events → keys. Each handler is cheap and decides nothing beyond "could this matter". */
+export function wireHandlers(
+  c: ControllerContext,
+  caches: Caches,
+  queues: Queues,
+  namespaces: readonly string[],
+): void {
+  const watched = (ns: string | undefined) => namespaces.length === 0 || (ns !== undefined && namespaces.includes(ns));
+  const enqueueStuckPod = (pod: V1Pod) => {
+    if (watched(pod.metadata?.namespace) && detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
+  };
+  caches.pods.addEventHandler({ add: enqueueStuckPod, update: (_old, pod) => enqueueStuckPod(pod) });
+
+  caches.records.addEventHandler(
+    enqueueHandler<SalvageRecord & KubernetesObject>(
+      (key) => queues.records.add(key),
+      (r) => {
+        if (r.spec.policyRef?.name) c.enqueuePolicy(r.spec.policyRef.name);
+        return [objectKey(r)];
+      },
+    ),
+  );
+
+  const stuckPodsEverywhere = () => {
+    for (const pod of caches.pods.list()) enqueueStuckPod(pod);
+  };
+  caches.policies.addEventHandler(
+    enqueueHandler<SalvagePolicy & KubernetesObject>(
+      (name) => queues.policies.add(name),
+      (p) => {
+        stuckPodsEverywhere();
+        return [p.metadata?.name ?? ''];
+      },
+    ),
+  );
+
+  caches.namespaces.addEventHandler({
+    update: (old, ns) => {
+      // Scope depends on labels (policy selectors) and annotations (the tote.dev/allow opt-in): either may matter.
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      if (same(old.metadata?.labels, ns.metadata?.labels) && same(old.metadata?.annotations, ns.metadata?.annotations))
+        return;
+      for (const pod of caches.pods.list(ns.metadata?.name)) enqueueStuckPod(pod);
+    },
+  });
+
+  const activeRecordsOn = (node: string) => {
+    for (const r of caches.records.byIndex(Indexes.recordsByNode, node)) {
+      if (!isFinalPhase(r.status?.phase)) queues.records.add(objectKey(r));
+    }
+  };
+  caches.nodes.addEventHandler({
+    add: (n) => activeRecordsOn(n.metadata?.name ?? ''),
+    delete: (n) => activeRecordsOn(n.metadata?.name ?? ''),
+  });
+
+  // An agent appearing or vanishing changes where images can come from: records still looking for a source re-run.
+  const agentsChanged = () => {
+    c.metrics.agentsAlive.set(c.agents.alive().size);
+    for (const r of caches.records.list()) {
+      const phase = r.status?.phase;
+      if (phase === Phases.Resolving || phase === Phases.Locating) queues.records.add(objectKey(r));
+    }
+  };
+  caches.agentLeases.addEventHandler({ add: agentsChanged, delete: agentsChanged });
+}
+
+/** On becoming leader: everything cached is work once. */
+export function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues): void {
+  for (const pod of caches.pods.list()) if (detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
+  for (const r of caches.records.list()) queues.records.add(objectKey(r));
+  for (const p of caches.policies.list()) queues.policies.add(p.metadata?.name ?? '');
+  c.metrics.agentsAlive.set(c.agents.alive().size);
+}

@@ -1,0 +1,93 @@
+// The settings a record is driven by, with every default applied: from the SalvagePolicy that selects the pod, or
+// tote's built-in defaults for pods opted in by annotation (api/reasons.ts, Annotations) and for hand-made records
+// without a policy. The API
+// server applies the CRD defaults on write; applying them again here keeps a policy written before a default was added
+// (or read from a cache) from meaning something different.
+import { parseDuration, parseQuantity } from '../../api/index.ts';
+import type { PolicyMode, SalvagePolicy, SecretKeyReference, SecretReference } from '../../api/index.ts';
+
+export interface EffectivePolicy {
+  /** The policy's name, or undefined for built-in defaults. */
+  name: string | undefined;
+  uid: string | undefined;
+  mode: PolicyMode;
+  maxImageSizeBytes: number;
+  maxConcurrentTransfers: number;
+  bandwidthBytesPerSecond: number | undefined;
+  backup:
+    | {
+        target: string;
+        credentialsSecretRef: SecretReference | undefined;
+        caSecretRef: SecretReference | undefined;
+        insecure: boolean;
+      }
+    | undefined;
+  tagResolution: { enabled: boolean; timeoutMs: number };
+  restartPod: boolean;
+  cleanCorrupt: boolean;
+  recordTtlMs: number;
+  notifications:
+    | {
+        urlSecretRef: SecretKeyReference;
+        signingSecretRef: SecretKeyReference | undefined;
+        timeoutMs: number;
+        events: string[];
+      }
+    | undefined;
+}
+
+export const defaultPolicy: EffectivePolicy = Object.freeze({
+  name: undefined,
+  uid: undefined,
+  mode: 'Salvage',
+  maxImageSizeBytes: 2 * 2 ** 30,
+  maxConcurrentTransfers: 2,
+  bandwidthBytesPerSecond: undefined,
+  backup: undefined,
+  tagResolution: { enabled: false, timeoutMs: 10_000 },
+  restartPod: true,
+  cleanCorrupt: true,
+  recordTtlMs: 168 * 3_600_000,
+  notifications: undefined,
+});
+
+export function effectivePolicy(policy: SalvagePolicy): EffectivePolicy {
+  const spec = policy.spec;
+  const backup = spec.mode === 'DetectOnly' ? undefined : spec.backup;
+  const webhook = spec.notifications?.webhook;
+  return {
+    name: policy.metadata?.name,
+    uid: policy.metadata?.uid,
+    mode: spec.mode ?? defaultPolicy.mode,
+    maxImageSizeBytes:
+      spec.limits?.maxImageSize !== undefined
+        ? parseQuantity(spec.limits.maxImageSize)
+        : defaultPolicy.maxImageSizeBytes,
+    maxConcurrentTransfers: spec.limits?.maxConcurrentTransfers ?? defaultPolicy.maxConcurrentTransfers,
+    bandwidthBytesPerSecond:
+      spec.limits?.bandwidthPerTransfer !== undefined ? parseQuantity(spec.limits.bandwidthPerTransfer) : undefined,
+    backup: backup
+      ? {
+          target: backup.target,
+          credentialsSecretRef: backup.credentialsSecretRef,
+          caSecretRef: backup.caSecretRef,
+          insecure: backup.insecure ?? false,
+        }
+      : undefined,
+    tagResolution: {
+      enabled: spec.tagResolution?.enabled ?? false,
+      timeoutMs: parseDuration(spec.tagResolution?.timeout ?? '10s'),
+    },
+    restartPod: spec.actions?.restartPod ?? true,
+    cleanCorrupt: spec.actions?.cleanCorrupt ?? true,
+    recordTtlMs: parseDuration(spec.recordTTL ?? '168h'),
+    notifications: webhook
+      ? {
+          urlSecretRef: webhook.urlSecretRef,
+          signingSecretRef: webhook.signingSecretRef,
+          timeoutMs: parseDuration(webhook.timeout ?? '5s'),
+          events: spec.notifications?.events ?? ['Salvaged', 'Failed', 'NotActionable', 'LastCopy'],
+        }
+      : undefined,
+  };
+}

@@ -1,0 +1,130 @@
+// SalvagePolicies: check what the schema cannot (the Secrets a policy names exist and parse), publish Ready and the
+// record counters in status. Never writes spec: the policy belongs to whoever applies it (GitOps), and a controller
+// that wrote spec would fight them.
+import {
+  ConditionReasons,
+  ConditionTypes,
+  errorMessage,
+  isFinalPhase,
+  Phases,
+  SalvagePolicyResource,
+  setCondition,
+} from '../../api/index.ts';
+import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../../api/index.ts';
+import { credentialsFromSecret } from '../../registry/index.ts';
+import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
+import { Indexes } from '../context.ts';
+import type { ControllerContext } from '../context.ts';
+
+/** A policy whose Secret is missing is checked again this often (tote does not watch Secrets: it may only get them). */
+const recheckMs = 60_000;
+
+export async function reconcilePolicy(
+  c: ControllerContext,
+  name: string,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult | void> {
+  const policy = c.caches.policies.getByName(name);
+  if (!policy || policy.metadata?.deletionTimestamp) return;
+  const problem = await findProblem(c, policy);
+  const now = new Date(c.clock.now());
+  const generation = policy.metadata?.generation;
+  const conditions = setCondition(
+    policy.status?.conditions,
+    problem
+      ? { type: ConditionTypes.Ready, status: 'False', reason: problem.reason, message: problem.message }
+      : {
+          type: ConditionTypes.Ready,
+          status: 'True',
+          reason: ConditionReasons.PolicyAccepted,
+          message: 'policy is in force',
+        },
+    now,
+  ).map((cond) => (generation !== undefined ? { ...cond, observedGeneration: generation } : cond));
+  const status: SalvagePolicyStatus = {
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    conditions,
+    counters: counters(c, name),
+  };
+  if (JSON.stringify(status) !== JSON.stringify(policy.status ?? {})) {
+    await c.kube.updateStatus(SalvagePolicyResource, { ...policy, status });
+    if (problem) ctx.log.warn('policy not ready', { reason: problem.reason, message: problem.message });
+  }
+  return problem ? { requeueAfterMs: recheckMs } : undefined;
+}
+
+async function findProblem(
+  c: ControllerContext,
+  policy: SalvagePolicy,
+): Promise<{ reason: string; message: string } | undefined> {
+  const spec = policy.spec;
+  try {
+    if (spec.backup?.credentialsSecretRef) {
+      const ref = spec.backup.credentialsSecretRef;
+      const secret = await c.secrets.get(ref.namespace, ref.name);
+      if (!secret)
+        return missing(`spec.backup.credentialsSecretRef: Secret ${ref.namespace}/${ref.name} does not exist`);
+      try {
+        credentialsFromSecret(secret);
+      } catch (err) {
+        return {
+          reason: ConditionReasons.SecretInvalid,
+          message: `spec.backup.credentialsSecretRef: ${errorMessage(err)}`,
+        };
+      }
+    }
+    if (spec.backup?.caSecretRef) {
+      const pem = (await c.secrets.value(spec.backup.caSecretRef, 'ca.crt')).toString('utf8');
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+        return {
+          reason: ConditionReasons.SecretInvalid,
+          message: 'spec.backup.caSecretRef: ca.crt holds no PEM certificate',
+        };
+      }
+    }
+    const webhook = spec.notifications?.webhook;
+    if (webhook) {
+      const url = (await c.secrets.value(webhook.urlSecretRef, 'url')).toString('utf8').trim();
+      let parsed: URL | undefined;
+      try {
+        parsed = new URL(url);
+      } catch {
+        parsed = undefined;
+      }
+      if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+        // The URL may carry a token: say what is wrong without repeating it.
+        return {
+          reason: ConditionReasons.SecretInvalid,
+          message: 'spec.notifications.webhook.urlSecretRef: the value is not an http(s) URL',
+        };
+      }
+      if (webhook.signingSecretRef) await c.secrets.value(webhook.signingSecretRef, 'hmac-key');
+    }
+  } catch (err) {
+    return missing(errorMessage(err));
+  }
+  return undefined;
+}
+
+const missing = (message: string) => ({ reason: ConditionReasons.SecretNotFound, message });
+
+function counters(c: ControllerContext, policy: string): SalvagePolicyCounters {
+  const out: Required<SalvagePolicyCounters> = {
+    recordsActive: 0,
+    recordsCompleted: 0,
+    recordsFailed: 0,
+    recordsNotActionable: 0,
+    recordsSkipped: 0,
+    bytesTransferred: 0,
+  };
+  for (const record of c.caches.records.byIndex(Indexes.recordsByPolicy, policy)) {
+    const phase = record.status?.phase;
+    out.bytesTransferred += record.status?.progress?.transferredBytes ?? 0;
+    if (phase === Phases.Completed) out.recordsCompleted++;
+    else if (phase === Phases.Failed) out.recordsFailed++;
+    else if (phase === Phases.NotActionable) out.recordsNotActionable++;
+    else if (phase === Phases.Skipped) out.recordsSkipped++;
+    else if (!isFinalPhase(phase)) out.recordsActive++;
+  }
+  return out;
+}

@@ -1,0 +1,91 @@
+// The record reconciler's bookkeeping around decide(): what its metrics count. Its agents, caches and API server are
+// stand-ins holding one record; the decisions themselves are record-machine.test.ts's.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1Node } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import type { SalvageRecord } from '../../../src/api/index.ts';
+import type { ControllerContext } from '../../../src/controller/context.ts';
+import { LookupTracker } from '../../../src/controller/lookups.ts';
+import { controllerMetrics } from '../../../src/controller/metrics.ts';
+import { OperationTracker } from '../../../src/controller/operations.ts';
+import { reconcileRecord } from '../../../src/controller/record/record-reconciler.ts';
+import { defaultMachineSettings } from '../../../src/controller/record/record-machine.ts';
+import { ManualClock, settle } from '../../../src/runtime/clock.ts';
+import { silentLogger } from '../../../src/runtime/logging.ts';
+import type { ReconcileContext } from '../../../src/runtime/reconcile-loop.ts';
+import { digest, record } from './factories.ts';
+
+const node = (name: string): V1Node => ({
+  metadata: { name, labels: { 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' } },
+});
+
+/** A context around one record whose image is complete on node-a, with every transfer slot of its policy taken. */
+function slotsTaken(start: SalvageRecord) {
+  const clock = new ManualClock();
+  const registry = new Registry();
+  const metrics = controllerMetrics(registry);
+  let current = start;
+  const nodes = [node('node-a'), node('node-b')];
+  const imports = new OperationTracker<never>({ notify: () => undefined, clock });
+  // Both of the policy's slots (maxConcurrentTransfers defaults to 2) held by transfers that never end.
+  for (const uid of ['other-1', 'other-2'])
+    imports.start({ uid, key: `team/${uid}`, tags: { policy: '' }, run: () => new Promise<never>(() => undefined) });
+  const c = {
+    clock,
+    log: silentLogger,
+    metrics,
+    caches: {
+      records: { get: () => current, list: () => [current] },
+      nodes: { getByName: (n: string) => nodes.find((x) => x.metadata?.name === n), list: () => nodes },
+      pods: { byIndex: () => [], getByName: () => undefined },
+      policies: { getByName: () => undefined },
+    },
+    agents: {
+      alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
+      holderHints: () => [],
+      fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
+      image: async () => undefined,
+      imageEverywhere: async (asked: string[]) => ({
+        answers: new Map(asked.filter((n) => n === 'node-a').map((n) => [n, { complete: true, size: 1024 }])),
+        failed: new Map(),
+      }),
+    },
+    imports,
+    lookups: new LookupTracker({ notify: () => undefined, clock }),
+    kube: {
+      updateStatus: async (_r: unknown, obj: SalvageRecord) => {
+        current = obj;
+        return obj;
+      },
+    },
+    events: { record: () => undefined },
+    notifier: { notify: () => undefined },
+    machine: defaultMachineSettings,
+    enqueuePolicy: () => undefined,
+  } as unknown as ControllerContext;
+  const ctx: ReconcileContext = { log: silentLogger, reconcileId: 'test', signal: new AbortController().signal };
+  /** One reconcile, again once the lookup it started has answered. */
+  const reconcile = async () => {
+    const result = await reconcileRecord(c, 'team/r', ctx);
+    if (result !== undefined) return result;
+    await settle();
+    return reconcileRecord(c, 'team/r', ctx);
+  };
+  const salvageable = async () => (await metrics.salvageable.get()).values[0]?.value ?? 0;
+  return { clock, reconcile, salvageable, current: () => current };
+}
+
+describe('record reconciler metrics', () => {
+  it('counts a salvageable incident once while its record waits for a transfer slot and asks again', async () => {
+    const t = slotsTaken(record({ phase: 'Locating', digest }, { digest }));
+    for (let round = 0; round < 3; round++) {
+      const result = await t.reconcile();
+      assert.equal(t.current().status?.phase, 'Locating');
+      assert.match(t.current().status?.message ?? '', /waiting for a transfer slot/);
+      assert.equal(result?.requeueAfterMs, 5_000);
+      await t.clock.advance(5_000);
+    }
+    assert.equal(await t.salvageable(), 1);
+  });
+});
