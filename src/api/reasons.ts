@@ -75,6 +75,8 @@ export const ConditionReasons = {
   PushSucceeded: 'PushSucceeded',
   PushFailed: 'PushFailed',
   NoBackupConfigured: 'NoBackupConfigured',
+  /** The backup push found its tag naming another image and left the tag alone. */
+  BackupTagConflict: 'BackupTagConflict',
   PodRestarted: 'PodRestarted',
   BarePodLeftAlone: 'BarePodLeftAlone',
   /** The pod pulls with imagePullPolicy: Always: the kubelet asks the registry even with the image on the node. */

@@ -90,8 +90,13 @@ export interface PushResult {
    * accepts (skopeo refuses one with both a tag and a digest).
    */
   readonly reference: string;
-  /** The tag written beside it, when the target reference had one. */
+  /** The tag written beside it, when the target reference had one and the tag was free or already pointed here. */
   readonly tag?: string;
+  /**
+   * The tag already pointed at another image (its digest, or `unknown` when the registry did not say): it is left as it
+   * was, never overwritten, and the image is reachable by digest only.
+   */
+  readonly tagConflict?: { readonly tag: string; readonly digest: string };
   readonly digest: string;
   readonly blobsUploaded: number;
   readonly blobsSkipped: number;
@@ -469,17 +474,17 @@ class PushRun {
       throw new ToteError('not-found', 'ManifestNotInSource', `push ${this.#ref}: the source lacks ${root.digest}`);
     }
     const mediaType = await this.#pushGraph(root.digest, root.mediaType, bytes);
+    const reference = withIdentifiers(this.#ref, { digest: root.digest }).toString();
     const tag = this.#ref.tag;
-    if (tag !== undefined) {
-      await this.#putManifest(tag, root.digest, mediaType, bytes);
-      this.#options.onProgress?.({ type: 'tag', tag, digest: root.digest });
+    if (tag === undefined) return { reference, digest: root.digest, ...this.#counts };
+    // Two nodes may hold different images under one tag: the first push keeps it, the others say so.
+    const current = await this.#manifestAt(tag);
+    if (current !== undefined && current !== root.digest) {
+      return { reference, tagConflict: { tag, digest: current }, digest: root.digest, ...this.#counts };
     }
-    return {
-      reference: withIdentifiers(this.#ref, { digest: root.digest }).toString(),
-      ...(tag !== undefined ? { tag } : {}),
-      digest: root.digest,
-      ...this.#counts,
-    };
+    await this.#putManifest(tag, root.digest, mediaType, bytes);
+    this.#options.onProgress?.({ type: 'tag', tag, digest: root.digest });
+    return { reference, tag, digest: root.digest, ...this.#counts };
   }
 
   /** Reads and checks a manifest from the source: its bytes must hash to its digest. */
@@ -726,6 +731,36 @@ class PushRun {
     return new URL(value, base);
   }
 
+  /**
+   * The digest of the manifest the registry serves under `identifier` (a tag or a digest), `unknown` when it serves one
+   * without saying which, or undefined when it serves none.
+   */
+  async #manifestAt(identifier: string): Promise<string | undefined> {
+    const client = this.#client;
+    const signal = this.#options.signal;
+    const target = client.target(this.#ref, ['pull', 'push']);
+    const url = client.url(this.#ref, `manifests/${identifier}`);
+    return client.retrying(
+      'manifest-head',
+      async () => {
+        const what = `HEAD manifest ${identifier} in ${this.#ref.name}`;
+        const res = await client.send(target, {
+          method: 'HEAD',
+          url,
+          headers: { accept: manifestAccept },
+          timeoutMs: client.settings.timeoutMs,
+          what,
+          ...(signal !== undefined ? { signal } : {}),
+        });
+        await res.discard();
+        if (res.status === 200) return header(res.headers, 'docker-content-digest') || 'unknown';
+        if (res.status === 404) return undefined;
+        throw errorFromResponse(res.status, '', what);
+      },
+      signal,
+    );
+  }
+
   /** PUTs a manifest or index by digest or tag, unless (by digest) it is already there. */
   async #putManifest(identifier: string, digest: string, mediaType: string, bytes: Uint8Array): Promise<void> {
     const client = this.#client;
@@ -735,25 +770,7 @@ class PushRun {
     const url = client.url(this.#ref, `manifests/${identifier}`);
     const byDigest = identifier === digest;
     if (byDigest) {
-      const present = await client.retrying(
-        'manifest-head',
-        async () => {
-          const what = `HEAD manifest ${digest} in ${this.#ref.name}`;
-          const res = await client.send(target, {
-            method: 'HEAD',
-            url,
-            headers: { accept: manifestAccept },
-            timeoutMs: client.settings.timeoutMs,
-            what,
-            ...optSignal,
-          });
-          await res.discard();
-          if (res.status === 200) return true;
-          if (res.status === 404) return false;
-          throw errorFromResponse(res.status, '', what);
-        },
-        signal,
-      );
+      const present = (await this.#manifestAt(digest)) !== undefined;
       if (present) {
         client.settings.metrics?.manifests.inc({ outcome: 'skipped' });
         this.#counts.manifestsSkipped++;

@@ -60,6 +60,7 @@ export function pushRemoveHandlers(state: AgentState): UntypedServiceImplementat
                   done: false,
                   pushedReference: '',
                   pushedTag: '',
+                  tagHeldBy: '',
                 });
             }
           },
@@ -71,6 +72,7 @@ export function pushRemoveHandlers(state: AgentState): UntypedServiceImplementat
           done: true,
           pushedReference: result.reference,
           pushedTag: result.tag ?? '',
+          tagHeldBy: result.tagConflict?.digest ?? '',
         };
       };
       run().then(

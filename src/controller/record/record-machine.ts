@@ -55,6 +55,8 @@ export interface PushObservation {
   /** repository@digest. */
   reference?: string;
   tag?: string;
+  /** The backup tag already named this other digest: left alone, the image is there by digest only. */
+  tagHeldBy?: string;
   message?: string;
 }
 
@@ -715,6 +717,12 @@ function pushing(step: Step): void {
   if (push.state === 'succeeded') {
     const reference = push.reference ?? '';
     step.status.backup = { result: 'Pushed', reference, ...(push.tag ? { tag: push.tag } : {}), pushedAt: now };
+    if (push.tagHeldBy) {
+      // Another image holds the tag (another node's copy of a moved tag, a rebuild): overwriting it would lose that one.
+      const message = `the backup tag already names ${push.tagHeldBy}; left it alone: this image is at ${reference}`;
+      step.status.backup.message = message;
+      step.event('Warning', ConditionReasons.BackupTagConflict, message);
+    }
     step.condition(ConditionTypes.BackedUp, 'True', ConditionReasons.PushSucceeded, `pushed to ${reference}`);
     step.event('Normal', 'Pushed', `pushed ${digest} to ${reference}`);
     step.notify('Pushed', `pushed ${digest} to ${reference}`);

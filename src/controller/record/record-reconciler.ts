@@ -140,6 +140,7 @@ function observe(
                 state: 'succeeded',
                 reference: push.progress?.pushedReference ?? '',
                 ...(push.progress?.pushedTag ? { tag: push.progress.pushedTag } : {}),
+                ...(push.progress?.tagHeldBy ? { tagHeldBy: push.progress.tagHeldBy } : {}),
               }
             : { state: 'failed', message: push.error?.message ?? 'push failed' };
       } else if (push) {

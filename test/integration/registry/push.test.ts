@@ -68,6 +68,27 @@ describe('registry client against docker-registry (htpasswd, TLS)', () => {
     }
   };
 
+  test('never moves a tag that names another image: the second push is there by digest, the tag keeps the first', async () => {
+    const first = buildImage({ seed: 41, layers: 1, layerSize: 1_000 });
+    const second = buildImage({ seed: 42, layers: 1, layerSize: 1_000 });
+    const ref = `${registry.host}/backup/contested:v1`;
+    const kept = await client().push(ref, first.root, memorySource(first));
+    assert.equal(kept.tag, 'v1');
+    assert.equal(kept.tagConflict, undefined);
+    const refused = await client().push(ref, second.root, memorySource(second));
+    assert.equal(refused.tag, undefined);
+    assert.deepEqual(refused.tagConflict, { tag: 'v1', digest: first.root.digest });
+    assert.equal(refused.reference, `${registry.host}/backup/contested@${second.root.digest}`);
+    // skopeo, independently: the tag still serves the first image, the second is there by digest.
+    assert.deepEqual(await inspectRaw(registry, ref, user), Buffer.from(first.manifests.get(first.root.digest)!));
+    assert.deepEqual(
+      await inspectRaw(registry, refused.reference, user),
+      Buffer.from(second.manifests.get(second.root.digest)!),
+    );
+    const again = await client().push(ref, first.root, memorySource(first));
+    assert.equal(again.tag, 'v1', 'pushing the image the tag names again is no conflict');
+  });
+
   test('pushes a multi-layer image whose manifest and blob digests skopeo reads back unchanged', async () => {
     const image = buildImage({ seed: 1, layers: 4, layerSize: 20_000 });
     const ref = `${registry.host}/backup/app:v1`;

@@ -479,6 +479,20 @@ describe('decide: restart, push and completion', () => {
     assert.equal(d.status?.backup?.result, 'Pushed');
     assert.equal(d.status?.phase, 'Completed');
   });
+
+  it('a backup tag held by another image is reported, the image kept by digest', () => {
+    const held = `sha256:${'ab'.repeat(32)}`;
+    const reference = 'backup.example.com/tote/app@' + digest;
+    const d = decide(
+      at('Pushing'),
+      observation({ policy: policy({ backup }), push: { state: 'succeeded', reference, tagHeldBy: held } }),
+    );
+    assert.equal(d.status?.backup?.result, 'Pushed');
+    assert.equal(d.status?.backup?.reference, reference);
+    assert.equal(d.status?.backup?.tag, undefined);
+    assert.match(d.status?.backup?.message ?? '', new RegExp(held));
+    assert.ok(d.actions.some((a) => a.type === 'event' && a.reason === 'BackupTagConflict'));
+  });
 });
 
 describe('decide: pods joining, finished records, bounds', () => {

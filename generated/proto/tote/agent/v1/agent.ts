@@ -271,6 +271,8 @@ export interface PushImageResponse {
   pushedReference: string;
   /** The tag written beside it, when the reference asked for one (empty otherwise). */
   pushedTag: string;
+  /** The tag already pointed at this other digest and was left alone (empty when the tag was written or not asked). */
+  tagHeldBy: string;
 }
 
 function createBasePlatform(): Platform {
@@ -2022,7 +2024,15 @@ export const PushImageRequest: MessageFns<PushImageRequest> = {
 };
 
 function createBasePushImageResponse(): PushImageResponse {
-  return { bytesTotal: 0, bytesPushed: 0, bytesSkipped: 0, done: false, pushedReference: "", pushedTag: "" };
+  return {
+    bytesTotal: 0,
+    bytesPushed: 0,
+    bytesSkipped: 0,
+    done: false,
+    pushedReference: "",
+    pushedTag: "",
+    tagHeldBy: "",
+  };
 }
 
 export const PushImageResponse: MessageFns<PushImageResponse> = {
@@ -2044,6 +2054,9 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
     }
     if (message.pushedTag !== "") {
       writer.uint32(50).string(message.pushedTag);
+    }
+    if (message.tagHeldBy !== "") {
+      writer.uint32(58).string(message.tagHeldBy);
     }
     return writer;
   },
@@ -2109,6 +2122,14 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
             message.pushedTag = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tagHeldBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2132,6 +2153,7 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
     message.done = object.done ?? false;
     message.pushedReference = object.pushedReference ?? "";
     message.pushedTag = object.pushedTag ?? "";
+    message.tagHeldBy = object.tagHeldBy ?? "";
     return message;
   },
 };
