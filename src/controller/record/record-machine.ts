@@ -63,6 +63,8 @@ export interface PushObservation {
 export interface WaitingPod {
   name: string;
   uid: string;
+  /** The version it was seen waiting at: a deletion is conditional on it, so a pod that changed since is spared. */
+  resourceVersion?: string;
   /** Owned by a controller (ReplicaSet, StatefulSet, ...), so deleting it recreates it at once. */
   owned: boolean;
   /** The image references its stuck containers use (by tag, digest or both). */
@@ -95,7 +97,7 @@ export type RecordAction =
   | { type: 'startTransfer'; source: string; digest: string; references: string[] }
   | { type: 'forgetTransfer' }
   | { type: 'removeCorruptImage'; digest: string }
-  | { type: 'deletePod'; name: string; uid: string }
+  | { type: 'deletePod'; name: string; uid: string; resourceVersion?: string }
   | { type: 'startPush'; digest: string }
   | { type: 'event'; eventType: 'Normal' | 'Warning'; reason: string; message: string; onPods: boolean }
   | { type: 'notify'; kind: NotificationKind; message: string }
@@ -597,7 +599,7 @@ function restarting(step: Step): void {
   const always = obs.pods.filter((p) => p.pullsAlways).map((p) => p.name);
   const leftAlone = obs.pods.filter((p) => !p.pullsAlways && !restart.includes(p)).map((p) => p.name);
   if (firstRound) step.status.restartedPods = restart.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
-  for (const pod of restart) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
+  for (const pod of restart) step.actions.push(deletion(pod));
   const parts: string[] = [];
   // Worded as intent: this status is written before the delete runs (intent first), and a controller killed in between
   // must not leave a history claiming a deletion that never happened. Pushing and Completed finish the act.
@@ -630,6 +632,14 @@ function restarting(step: Step): void {
 const pullsAlwaysMessage = (pods: string[]) =>
   `${pods.join(', ')} pull with imagePullPolicy: Always, so the kubelet asks the registry even with the image on the node; set imagePullPolicy: IfNotPresent to run from the salvaged copy`;
 
+/** Deleting exactly this pod as it was seen waiting (UID and resourceVersion preconditions). */
+const deletion = (pod: WaitingPod): RecordAction => ({
+  type: 'deletePod',
+  name: pod.name,
+  uid: pod.uid,
+  ...(pod.resourceVersion ? { resourceVersion: pod.resourceVersion } : {}),
+});
+
 /**
  * Finishes the deletions Restarting recorded: a controller killed between writing that status and deleting leaves
  * those pods waiting. Only the recorded UIDs are deleted (the UID precondition makes a repeat harmless and never touches
@@ -638,7 +648,7 @@ const pullsAlwaysMessage = (pods: string[]) =>
 function restartStrandedPods(step: Step): void {
   const recorded = new Set((step.status.restartedPods ?? []).map((p) => p.uid));
   for (const pod of step.obs.pods) {
-    if (recorded.has(pod.uid)) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
+    if (recorded.has(pod.uid)) step.actions.push(deletion(pod));
   }
 }
 

@@ -198,6 +198,7 @@ function waitingPods(c: ControllerContext, record: SalvageRecord): WaitingPod[] 
 const toWaitingPod = (pod: V1Pod, incidents: Incident[]): WaitingPod => ({
   name: pod.metadata?.name ?? '',
   uid: pod.metadata?.uid ?? '',
+  ...(pod.metadata?.resourceVersion ? { resourceVersion: pod.metadata.resourceVersion } : {}),
   owned: controllerOwner(pod) !== undefined,
   references: [...new Set(incidents.map((i) => i.image))],
   pullsAlways: incidents.some((i) => i.imagePullPolicy === 'Always'),
@@ -582,9 +583,19 @@ async function act(
     }
     case 'deletePod': {
       const namespace = record.metadata?.namespace;
-      // The UID precondition deletes exactly the stuck pod, never a replacement that took its name.
-      const deleted = await c.kube.delete(resources.pods, action.name, namespace, { uid: action.uid });
-      ctx.log.info(deleted ? 'pod deleted so its controller recreates it' : 'pod already gone', { pod: action.name });
+      // The UID precondition deletes exactly the stuck pod, never a replacement that took its name; the resourceVersion
+      // spares a pod that changed since it was seen waiting (it may have started): the next reconcile looks again.
+      const preconditions = {
+        uid: action.uid,
+        ...(action.resourceVersion ? { resourceVersion: action.resourceVersion } : {}),
+      };
+      try {
+        const deleted = await c.kube.delete(resources.pods, action.name, namespace, preconditions);
+        ctx.log.info(deleted ? 'pod deleted so its controller recreates it' : 'pod already gone', { pod: action.name });
+      } catch (err) {
+        if (!isToteError(err, 'conflict')) throw err;
+        ctx.log.info('pod changed since it was seen waiting; not deleted', { pod: action.name });
+      }
       return;
     }
     case 'startPush':

@@ -1,8 +1,9 @@
 // The TTL cleaner: on a cron schedule, and only on the leader, deletes finished SalvageRecords older than their
-// policy's recordTTL. Deletion carries the record's UID as a precondition, so a record recreated under the same name
-// in between is never the one deleted.
+// policy's recordTTL. Deletion carries the record's UID and resourceVersion as preconditions, so neither a record
+// recreated under the same name nor one changed since the cache was read (reopened by a pod needing it again) is
+// deleted: the next pass decides on what it is then.
 import { CronTime } from 'cron';
-import { errorMessage, SalvageRecordResource } from '../../api/index.ts';
+import { errorMessage, isToteError, SalvageRecordResource } from '../../api/index.ts';
 import type { TimerHandle } from '../../runtime/clock.ts';
 import type { ControllerContext } from '../context.ts';
 import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
@@ -19,7 +20,8 @@ export async function pruneExpiredRecords(c: ControllerContext): Promise<number>
   let deleted = 0;
   for (const expired of expiredRecords(c.caches.records.list(), ttlFor, new Date(c.clock.now()))) {
     try {
-      if (await c.kube.delete(SalvageRecordResource, expired.name, expired.namespace, { uid: expired.uid })) {
+      const preconditions = { uid: expired.uid, resourceVersion: expired.resourceVersion };
+      if (await c.kube.delete(SalvageRecordResource, expired.name, expired.namespace, preconditions)) {
         deleted++;
         c.metrics.recordsPruned.inc();
         c.log.info('expired record deleted', {
@@ -28,6 +30,12 @@ export async function pruneExpiredRecords(c: ControllerContext): Promise<number>
         });
       }
     } catch (err) {
+      if (isToteError(err, 'conflict')) {
+        c.log.info('expired record changed since it was read; the next pass decides', {
+          record: `${expired.namespace}/${expired.name}`,
+        });
+        continue;
+      }
       c.log.warn('could not delete expired record', {
         record: `${expired.namespace}/${expired.name}`,
         error: errorMessage(err),

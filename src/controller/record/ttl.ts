@@ -6,6 +6,8 @@ export interface ExpiredRecord {
   namespace: string;
   name: string;
   uid: string;
+  /** The version this verdict was made on: a record changed since (reopened, say) is not the one to delete. */
+  resourceVersion: string;
   ageMs: number;
 }
 
@@ -30,6 +32,7 @@ export function expiredRecords(
       namespace: record.metadata?.namespace ?? '',
       name: record.metadata?.name ?? '',
       uid: record.metadata?.uid ?? '',
+      resourceVersion: record.metadata?.resourceVersion ?? '',
       ageMs,
     });
   }
