@@ -321,7 +321,7 @@ export interface SalvageRecordSpec {
   reason?: 'ErrImagePull' | 'ImagePullBackOff' | 'CreateContainerError' | 'Manual';
 }
 /**
- * The SalvagePolicy that governs this record. Absent on a hand-made record means the highest priority policy that selects the pod, or tote's defaults when none does.
+ * The SalvagePolicy that governs this record: its limits, backup target and credentials. It must select the record's namespace and image, or the record ends NotActionable (PolicyNotInScope). Absent on a hand-made record means the highest-priority policy that selects its namespace and image, or tote's defaults when none does.
  */
 export interface PolicyReference {
   /**

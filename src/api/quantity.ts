@@ -1,10 +1,18 @@
 // Kubernetes resource quantities ("2Gi", "500M", "1.5G", "1e3", 1024) to bytes, and bytes back to a short human string.
-// Only what tote's API uses: non-negative byte amounts. Milli and smaller suffixes are refused, since a fraction of a
-// byte is meaningless for an image size or a bandwidth.
+// Only what tote's API uses: non-negative byte amounts. Milli and smaller suffixes and negative exponents are refused,
+// since a fraction of a byte is meaningless for an image size or a bandwidth.
+//
+// The grammar is the one the CRD states (crds/tote.dev_salvagepolicies.yaml, `pattern` and the CEL bound of each byte
+// quantity): test/unit/crds checks they are the same text, so the API server admits exactly what tote can read.
+
+/** A byte quantity, as the CRD's `pattern` says it (RE2 and ECMAScript read it alike). */
+export const byteQuantityPattern = '^\\+?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([KMGTPE]i|[kMGTPE]|[eE]\\+?[0-9]+)?$';
+/** Quantities must stay below this (2^53 bytes): every byte count tote handles is an exact JavaScript number. */
+export const byteQuantityLimit = '8Pi';
 
 const binary: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
-const decimal: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
-const quantityPattern = /^([+]?(?:\d+(?:\.\d*)?|\.\d+))(?:([KMGTPE]i)|([kMGTPE]?)|[eE]([+-]?\d+))$/;
+const decimal: Record<string, number> = { k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+const quantityPattern = new RegExp(byteQuantityPattern);
 
 export class QuantityError extends Error {
   constructor(input: string, why: string) {
@@ -25,11 +33,8 @@ export function parseQuantity(value: string | number): number {
     if (input.startsWith('-')) throw new QuantityError(value, 'must not be negative');
     throw new QuantityError(value, 'not a quantity');
   }
-  const [, number = '', binarySuffix, decimalSuffix, exponent] = match;
-  let multiplier: number;
-  if (binarySuffix !== undefined) multiplier = binary[binarySuffix] ?? NaN;
-  else if (exponent !== undefined) multiplier = 10 ** Number(exponent);
-  else multiplier = decimal[decimalSuffix ?? ''] ?? NaN;
+  const [, number = '', , suffix = ''] = match;
+  const multiplier = binary[suffix] ?? decimal[suffix] ?? (suffix === '' ? 1 : 10 ** Number(suffix.slice(1)));
   const bytes = Number(number) * multiplier;
   if (!Number.isFinite(bytes) || bytes > Number.MAX_SAFE_INTEGER) throw new QuantityError(value, 'too large');
   return Math.ceil(bytes);

@@ -58,7 +58,11 @@ export const ConditionReasons = {
   SecretNotFound: 'SecretNotFound',
   SecretInvalid: 'SecretInvalid',
   SelectorInvalid: 'SelectorInvalid',
+  /** A field the API server admitted but tote cannot read (an older CRD): the field is named in the message. */
+  SpecInvalid: 'SpecInvalid',
   // Record
+  /** The record names a policy that does not select its namespace (and image). */
+  PolicyNotInScope: 'PolicyNotInScope',
   DigestFromPodStatus: 'DigestFromPodStatus',
   DigestFromNodeStatus: 'DigestFromNodeStatus',
   DigestFromAgent: 'DigestFromAgent',

@@ -51,6 +51,26 @@ export const defaultPolicy: EffectivePolicy = Object.freeze({
   notifications: undefined,
 });
 
+/** A policy field tote cannot read (the CRD should have refused it: an older CRD, or a grammar gap). */
+export class PolicyFieldError extends Error {
+  readonly field: string;
+  constructor(field: string, cause: unknown) {
+    super(`${field}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'PolicyFieldError';
+    this.field = field;
+  }
+}
+
+/** Reads one field, so that a value tote cannot use fails naming the field. */
+function read<T>(field: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new PolicyFieldError(field, err);
+  }
+}
+
+/** The policy as tote applies it, defaults filled in. @throws PolicyFieldError naming the first field it cannot use. */
 export function effectivePolicy(policy: SalvagePolicy): EffectivePolicy {
   const spec = policy.spec;
   const backup = spec.mode === 'DetectOnly' ? undefined : spec.backup;
@@ -61,11 +81,13 @@ export function effectivePolicy(policy: SalvagePolicy): EffectivePolicy {
     mode: spec.mode ?? defaultPolicy.mode,
     maxImageSizeBytes:
       spec.limits?.maxImageSize !== undefined
-        ? parseQuantity(spec.limits.maxImageSize)
+        ? read('spec.limits.maxImageSize', () => parseQuantity(spec.limits?.maxImageSize ?? 0))
         : defaultPolicy.maxImageSizeBytes,
     maxConcurrentTransfers: spec.limits?.maxConcurrentTransfers ?? defaultPolicy.maxConcurrentTransfers,
     bandwidthBytesPerSecond:
-      spec.limits?.bandwidthPerTransfer !== undefined ? parseQuantity(spec.limits.bandwidthPerTransfer) : undefined,
+      spec.limits?.bandwidthPerTransfer !== undefined
+        ? read('spec.limits.bandwidthPerTransfer', () => parseQuantity(spec.limits?.bandwidthPerTransfer ?? 0))
+        : undefined,
     backup: backup
       ? {
           target: backup.target,
@@ -76,16 +98,16 @@ export function effectivePolicy(policy: SalvagePolicy): EffectivePolicy {
       : undefined,
     tagResolution: {
       enabled: spec.tagResolution?.enabled ?? false,
-      timeoutMs: parseDuration(spec.tagResolution?.timeout ?? '10s'),
+      timeoutMs: read('spec.tagResolution.timeout', () => parseDuration(spec.tagResolution?.timeout ?? '10s')),
     },
     restartPod: spec.actions?.restartPod ?? true,
     cleanCorrupt: spec.actions?.cleanCorrupt ?? true,
-    recordTtlMs: parseDuration(spec.recordTTL ?? '168h'),
+    recordTtlMs: read('spec.recordTTL', () => parseDuration(spec.recordTTL ?? '168h')),
     notifications: webhook
       ? {
           urlSecretRef: webhook.urlSecretRef,
           signingSecretRef: webhook.signingSecretRef,
-          timeoutMs: parseDuration(webhook.timeout ?? '5s'),
+          timeoutMs: read('spec.notifications.webhook.timeout', () => parseDuration(webhook.timeout ?? '5s')),
           events: spec.notifications?.events ?? ['Salvaged', 'Failed', 'NotActionable', 'LastCopy'],
         }
       : undefined,

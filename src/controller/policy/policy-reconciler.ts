@@ -14,6 +14,7 @@ import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
+import { effectivePolicy, PolicyFieldError } from './effective-policy.ts';
 import type { ControllerContext } from '../context.ts';
 
 /** A policy whose Secret is missing is checked again this often (tote does not watch Secrets: it may only get them). */
@@ -58,6 +59,12 @@ async function findProblem(
   policy: SalvagePolicy,
 ): Promise<{ reason: string; message: string } | undefined> {
   const spec = policy.spec;
+  try {
+    effectivePolicy(policy);
+  } catch (err) {
+    if (!(err instanceof PolicyFieldError)) throw err;
+    return { reason: ConditionReasons.SpecInvalid, message: err.message };
+  }
   try {
     if (spec.backup?.credentialsSecretRef) {
       const ref = spec.backup.credentialsSecretRef;

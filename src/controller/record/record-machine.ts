@@ -91,6 +91,8 @@ export interface RecordObservation {
   push?: PushObservation;
   /** Pods on the target node currently stuck on this image. */
   pods: WaitingPod[];
+  /** The record names a policy it may not use (see record-policy.ts): it ends NotActionable, nothing is asked. */
+  policyRefused?: { reason: string; message: string };
 }
 
 export type RecordAction =
@@ -154,6 +156,10 @@ export function decide(
   const step = new Step(record, obs, settings);
   const phase = record.status?.phase ?? Phases.Pending;
   step.trackPods();
+  if (obs.policyRefused && !isFinalPhase(phase)) {
+    notActionable(step, obs.policyRefused.reason, obs.policyRefused.message);
+    return step.result();
+  }
   switch (phase) {
     case Phases.Pending:
       step.enter(Phases.Resolving, 'Detected', describeIncident(record));

@@ -25,7 +25,8 @@ import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-
 import { Indexes } from '../context.ts';
 import type { ControllerContext } from '../context.ts';
 import { controllerOwner } from '../pod/detection.ts';
-import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
+import { defaultPolicy } from '../policy/effective-policy.ts';
+import { recordPolicy } from './record-policy.ts';
 import type { EffectivePolicy } from '../policy/effective-policy.ts';
 import { incidentsOf } from '../pod/incidents.ts';
 import type { Incident } from '../pod/incidents.ts';
@@ -52,8 +53,14 @@ export async function reconcileRecord(
   }
   const backingOff = retryPendingMs(record, new Date(c.clock.now()));
   if (backingOff !== undefined) return { requeueAfterMs: backingOff };
-  const policy = policyOf(c, record);
-  const obs = observe(c, record, policy, ctx);
+  const resolved = recordPolicy(c, record);
+  if (resolved.kind === 'unusable') {
+    // Only this policy's records wait; the policy says Ready=False with the field, so nothing here repeats it loudly.
+    ctx.log.debug('waiting for the record’s policy to be fixed', { policy: resolved.policy, why: resolved.message });
+    return { requeueAfterMs: unusablePolicyRecheckMs };
+  }
+  const policy = resolved.kind === 'policy' ? resolved.policy : defaultPolicy;
+  const obs = observe(c, record, policy, ctx, resolved.kind === 'refused' ? resolved : undefined);
   // A lookup runs; it re-enqueues the record when it finishes. Deciding now would act on half an observation.
   if (!obs) return;
   const decision = decide(record, obs, c.machine);
@@ -73,11 +80,8 @@ export async function reconcileRecord(
   return decision.requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(1, decision.requeueAfterMs) } : undefined;
 }
 
-function policyOf(c: ControllerContext, record: SalvageRecord): EffectivePolicy {
-  const name = record.spec.policyRef?.name;
-  const policy = name ? c.caches.policies.getByName(name) : undefined;
-  return policy ? effectivePolicy(policy) : defaultPolicy;
-}
+/** A record whose policy has a field tote cannot read looks again this often. */
+const unusablePolicyRecheckMs = 60_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Observation
@@ -88,6 +92,7 @@ function observe(
   record: SalvageRecord,
   policy: EffectivePolicy,
   ctx: ReconcileContext,
+  refused?: { reason: string; message: string },
 ): RecordObservation | undefined {
   const phase = record.status?.phase ?? Phases.Pending;
   const node = c.caches.nodes.getByName(record.spec.targetNode);
@@ -103,6 +108,8 @@ function observe(
     },
     pods: waitingPods(c, record),
   };
+  // Refused: no lookup with a policy the record may not use.
+  if (refused) return { ...obs, policyRefused: refused };
   const digest = record.spec.digest ?? record.status?.digest;
   switch (phase) {
     case Phases.Resolving: {

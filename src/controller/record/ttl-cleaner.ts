@@ -14,7 +14,14 @@ export async function pruneExpiredRecords(c: ControllerContext): Promise<number>
   const ttls = new Map<string, number>();
   for (const policy of c.caches.policies.list()) {
     const name = policy.metadata?.name;
-    if (name) ttls.set(name, effectivePolicy(policy).recordTtlMs);
+    if (!name) continue;
+    try {
+      ttls.set(name, effectivePolicy(policy).recordTtlMs);
+    } catch (err) {
+      // Its records are kept (their TTL is unknown); every other policy's are pruned. The policy says Ready=False.
+      ttls.set(name, Number.POSITIVE_INFINITY);
+      c.log.warn('policy unreadable; its records are kept this pass', { policy: name, error: errorMessage(err) });
+    }
   }
   const ttlFor = (name: string | undefined) => (name ? ttls.get(name) : undefined) ?? defaultPolicy.recordTtlMs;
   let deleted = 0;

@@ -15,12 +15,17 @@ const dayAgo = new Date(Date.now() - 24 * 3_600_000).toISOString();
 const shortTtl = { metadata: { name: `ttl-cleaner-${process.pid}` }, spec: { recordTTL: '1h' } };
 
 /** The cleaner's view of the world: the records its cache holds, the real API server to delete through. */
-function cleanerContext(kube: KubeClient, cached: SalvageRecord[], logged: string[]): ControllerContext {
+function cleanerContext(
+  kube: KubeClient,
+  cached: SalvageRecord[],
+  logged: string[],
+  policies: object[] = [shortTtl],
+): ControllerContext {
   const log = { info: (m: string) => logged.push(m), warn: (m: string) => logged.push(m) };
   return {
     kube,
     clock: { now: () => Date.now() },
-    caches: { policies: { list: () => [shortTtl] }, records: { list: () => cached } },
+    caches: { policies: { list: () => policies }, records: { list: () => cached } },
     metrics: { recordsPruned: { inc: () => undefined } },
     log,
   } as unknown as ControllerContext;
@@ -77,6 +82,41 @@ describe('TTL cleaner deletions (real API server)', () => {
     await assert.rejects(kube.get(SalvageRecordResource, 'expired', ns.name), (err) => isToteError(err, 'not-found'));
     assert.ok(
       logged.some((m) => /changed since it was read/.test(m)),
+      logged.join('\n'),
+    );
+  });
+
+  it('keeps the records of a policy it cannot read and still prunes the others', async (t) => {
+    const ns = await testNamespace(env, t);
+    const unreadable = {
+      metadata: { name: `ttl-unreadable-${process.pid}` },
+      spec: { limits: { maxImageSize: '100m' } },
+    };
+    await finishedRecord(ns.name, 'expired');
+    const underBadPolicy = await kube.create(SalvageRecordResource, {
+      apiVersion: 'tote.dev/v1alpha1',
+      kind: 'SalvageRecord',
+      metadata: { name: 'kept', namespace: ns.name },
+      spec: {
+        imageRef: 'registry.example.com/app:1',
+        targetNode: 'node-b',
+        policyRef: { name: unreadable.metadata.name },
+      },
+    } as SalvageRecord);
+    await setStatus(ns.name, 'kept', { phase: 'Completed', completedAt: dayAgo });
+    const cached = [
+      await kube.get<SalvageRecord>(SalvageRecordResource, 'expired', ns.name),
+      await kube.get<SalvageRecord>(SalvageRecordResource, 'kept', ns.name),
+    ];
+    const logged: string[] = [];
+    const context = cleanerContext(kube, cached, logged, [shortTtl, unreadable]);
+
+    assert.equal(await pruneExpiredRecords(context), 1);
+    await assert.rejects(kube.get(SalvageRecordResource, 'expired', ns.name), (err) => isToteError(err, 'not-found'));
+    const kept = await kube.get<SalvageRecord>(SalvageRecordResource, 'kept', ns.name);
+    assert.equal(kept.metadata?.uid, underBadPolicy.metadata?.uid);
+    assert.ok(
+      logged.some((m) => /policy unreadable/.test(m)),
       logged.join('\n'),
     );
   });

@@ -4,7 +4,7 @@ import { byPrecedence, decideScope } from '../../../src/controller/policy/policy
 import type { ScopeSubject } from '../../../src/controller/policy/policy-match.ts';
 import { matchesSelector } from '../../../src/controller/policy/label-selector.ts';
 import { matchesRegistries } from '../../../src/controller/policy/registry-patterns.ts';
-import { effectivePolicy } from '../../../src/controller/policy/effective-policy.ts';
+import { effectivePolicy, PolicyFieldError } from '../../../src/controller/policy/effective-policy.ts';
 import { salvagePolicy } from './factories.ts';
 
 const subject = (overrides: Partial<ScopeSubject> = {}): ScopeSubject => ({
@@ -139,6 +139,21 @@ describe('effectivePolicy', () => {
     assert.equal(p.bandwidthBytesPerSecond, 50 * 2 ** 20);
     assert.equal(p.recordTtlMs, 5_400_000);
     assert.deepEqual(p.tagResolution, { enabled: true, timeoutMs: 3000 });
+  });
+  it('a value it cannot read fails naming the field', () => {
+    const cases: [object, string][] = [
+      [{ limits: { maxImageSize: '100m' } }, 'spec.limits.maxImageSize'],
+      [{ limits: { bandwidthPerTransfer: '9Ei' } }, 'spec.limits.bandwidthPerTransfer'],
+      [{ recordTTL: 'a week' }, 'spec.recordTTL'],
+    ];
+    for (const [spec, field] of cases) {
+      assert.throws(
+        () => effectivePolicy(salvagePolicy('p', spec)),
+        (err: unknown) =>
+          err instanceof PolicyFieldError && err.field === field && err.message.startsWith(`${field}: `),
+        field,
+      );
+    }
   });
   it('a DetectOnly policy never carries a backup', () => {
     const p = effectivePolicy(salvagePolicy('p', { mode: 'DetectOnly', backup: { target: 'b.example.com' } }));

@@ -631,3 +631,23 @@ describe('decide: the names the kubelet looks the image up by', () => {
     assert.deepEqual(refs, ['registry.example.com/team/app:1.4', `${repo}@${digest}`, `${repo}:1.4@${digest}`]);
   });
 });
+
+describe('decide: a record refused its policy', () => {
+  const refused = { reason: 'PolicyNotInScope', message: 'policy other does not select namespace team-a' };
+  it('ends NotActionable before any lookup or transfer, whatever its phase', () => {
+    for (const phase of ['Pending', 'Resolving', 'Locating', 'Transferring', 'Restarting']) {
+      const d = decide(at(phase), observation({ policyRefused: refused }));
+      assert.equal(d.status?.phase, 'NotActionable', phase);
+      assert.equal(d.status?.conditions?.find((c) => c.type === 'Ready')?.reason, 'PolicyNotInScope');
+      assert.ok(!types(d.actions).includes('startTransfer') && !types(d.actions).includes('deletePod'), phase);
+    }
+  });
+
+  it('leaves a finished record as it is', () => {
+    const d = decide(
+      at('Completed', { completedAt: now.toISOString(), pods: [] }),
+      observation({ policyRefused: refused, pods: [] }),
+    );
+    assert.equal(d.status, undefined);
+  });
+});

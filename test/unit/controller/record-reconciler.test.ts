@@ -39,7 +39,8 @@ function slotsTaken(start: SalvageRecord) {
       records: { get: () => current, list: () => [current] },
       nodes: { getByName: (n: string) => nodes.find((x) => x.metadata?.name === n), list: () => nodes },
       pods: { byIndex: () => [], getByName: () => undefined },
-      policies: { getByName: () => undefined },
+      policies: { getByName: () => undefined, list: () => [] },
+      namespaces: { getByName: () => undefined },
     },
     agents: {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
