@@ -8,7 +8,8 @@ MAKEFLAGS += --no-print-directory
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export TOTE_CACHE ?= $(HOME)/.cache/tote
 NODE := $(CURDIR)/node_modules/.bin/node
-TEST_FILES ?= test/**/*.test.ts
+# The slow chaos tests (*.chaos.ts: the controller killed in each phase, the API server restarted) run too.
+TEST_FILES ?= 'test/**/*.test.ts' 'test/chaos/*.chaos.ts'
 
 .PHONY: help
 help: ## List the targets
@@ -49,7 +50,7 @@ test-unit: node_modules/.package-lock.json ## Unit tests only (no processes star
 
 .PHONY: test
 test: deps lint typecheck ## Everything: set-up, lint, type-check, unit, integration and e2e tests
-	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-global-setup=test/support/global-setup.ts '$(TEST_FILES)'
+	$(NODE) --test --test-reporter=spec --test-timeout=900000 --test-global-setup=test/support/global-setup.ts $(TEST_FILES)
 
 .PHONY: test-e2e
 test-e2e: node_modules/.package-lock.json ## The whole-system stories only (test/e2e): tote's controller and agents on the local cluster

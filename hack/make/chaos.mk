@@ -1,7 +1,7 @@
 # Fault injection and hostile input (docs/reliability.md). Chaos tests run on their own cluster, TOTE_CHAOS_CLUSTER_DIR
 # (default /tmp/tote-chaos), started on free ports when it is not up; files run one at a time (they also take a lock).
-# test/chaos/*.test.ts are also part of `make test` (its glob is test/**/*.test.ts) and must stay within its CI budget;
-# the slow ones are named *.chaos.ts and run here only (controller killed in every phase, kube-apiserver restarted).
+# test/chaos/*.test.ts and *.chaos.ts are part of `make test` too (its TEST_FILES) and must stay within its CI budget;
+# the slow ones are named *.chaos.ts (controller killed in every phase, kube-apiserver restarted).
 
 .PHONY: test-chaos test-hostile chaos-down
 

@@ -5,7 +5,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SalvageRecord } from '../../src/api/index.ts';
-import { testNamespace } from '../support/cluster.ts';
+import { join } from 'node:path';
+import { kubectl, repoRoot, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv, TestNamespace } from '../support/cluster.ts';
 import {
   acquireChaosLock,
@@ -49,6 +50,22 @@ describe('chaos: the controller killed', () => {
     await startChaosController(env, tote.paths);
     release();
   });
+
+  const kubectlOrFail = async (args: string[]) => {
+    const r = await kubectl(env, args);
+    if (r.code !== 0) throw new Error(r.stderr);
+  };
+  /** The controller's ClusterRole without `delete` on pods (rule 0 in config/rbac/controller-role.yaml). */
+  const forbidPodDeletion = () =>
+    kubectlOrFail([
+      'patch',
+      'clusterrole',
+      'tote-controller',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'replace', path: '/rules/0/verbs', value: ['get', 'list', 'watch'] }]),
+    ]);
+  const restoreRbac = () => kubectlOrFail(['apply', '-k', join(repoRoot, 'config/rbac'), '-n', toteNamespace]);
 
   /** Policy with backup to the cluster's TLS + htpasswd registry (credentials and CA from Secrets). */
   async function chaosBackupPolicy(ns: TestNamespace, t: Ctx, limits: Record<string, string> = {}) {
@@ -119,10 +136,37 @@ describe('chaos: the controller killed', () => {
     await salvageKilledAt(t, 'Pushing', (r) => r.status?.phase === 'Pushing');
   });
 
-  it('in Restarting or just after: the pod is deleted once, never twice', async (t) => {
-    await salvageKilledAt(t, 'Restarting', (r) =>
-      (r.status?.history ?? []).some((h) => h.phase === 'Restarting' || h.phase === 'Importing'),
-    );
+  it("killed between Restarting's write and its delete: the next controller deletes exactly the recorded pod, once", async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, {}, t);
+    const image = await lostImage(env, { repository: `chaos/${ns.name}`, tag: 'v1', layers: 1 }, ['node-a']);
+    const pods = await trackPods(env, ns.name);
+    t.after(async () => pods.stop());
+    // The shipped role may delete pods; while it may not, the controller records its intent (status.restartedPods)
+    // and its delete is refused: the state a controller killed between the two leaves behind.
+    await forbidPodDeletion();
+    t.after(restoreRbac);
+    await deployment(env, ns.name, 'app', image.reference(env.sourceRegistry), ['node-b']);
+    const [intent] = await waitForRecords(env, ns.name, 1, (r) => (r.status?.restartedPods ?? []).length > 0, {
+      what: 'a record that recorded its pod deletion',
+    });
+    const recorded = intent?.status?.restartedPods ?? [];
+    assert.equal(recorded.length, 1);
+    assert.equal(pods.deleted.size, 0, 'the delete was refused');
+    await killTote(tote.controller);
+    await restoreRbac();
+    tote.controller = await startChaosController(env, tote.paths);
+
+    const [done] = await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'Completed');
+    assert.ok(done);
+    const running = await waitForRunningPods(env, ns.name, 'app', 1);
+    assert.equal(entries(done, 'Restarting'), 1, 'one Restarting transition');
+    assert.deepEqual(done?.status?.restartedPods, recorded, 'the record keeps its one round');
+    // The recorded pod is deleted once, by the next controller; only if the kubelet's own retry started it first is it
+    // left running, and then it is that very pod that runs.
+    if (pods.deleted.size === 0) assert.equal(running[0]?.metadata?.uid, recorded[0]?.uid);
+    else assert.deepEqual([...pods.deleted], [recorded[0]?.uid]);
+    assert.ok(pods.uids.size <= 2, 'the stuck pod and at most one replacement');
   });
 
   it('leader lost: the standby takes over within the lease duration and salvages', async (t) => {

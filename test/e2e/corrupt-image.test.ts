@@ -59,4 +59,23 @@ describe('corrupt image', () => {
     assert.ok(corrupt.length > 0, JSON.stringify(events.map((e) => e.reason)));
     assert.ok(corrupt.some((e) => e.message.includes(image.target.digest)));
   });
+
+  it('a broken copy with no good copy anywhere else is left in place: the record ends NotActionable', async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, {}, t);
+    const image = await lostImage(env, { repository: `corrupt-only/${ns.name}`, layers: 2, layerSize: 64 * 1024 }, [
+      'node-b',
+    ]);
+    const ref = image.reference(env.sourceRegistry);
+    const nodeB = env.nodeSockets.get('node-b') ?? '';
+    const layer = image.platforms[0]?.layers[1];
+    assert.ok(layer);
+    await deleteBlobsFromNode(nodeB, [layer.digest]);
+
+    await deployment(env, ns.name, 'app', ref, ['node-b']);
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'NotActionable');
+    const reasons = (record?.status?.history ?? []).map((h) => h.reason);
+    assert.ok(!reasons.includes('CorruptImageRemoved'), reasons.join(' → '));
+    assert.ok(await nodeHasImage(nodeB, ref), 'node-b keeps what it had: removing it would only lose what is left');
+  });
 });

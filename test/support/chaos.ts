@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvageRecord } from '../../src/api/index.ts';
-import { ensureCluster } from './cluster.ts';
+import { applyCrds, ensureCluster } from './cluster.ts';
 import type { ClusterEnv } from './cluster.ts';
 import { CriClient } from './node-simulator/cri.ts';
 import { isRunning, prepareTote, startAgent, startController } from './tote.ts';
@@ -25,10 +25,12 @@ export function useClusterDir(dir: string): void {
   process.env.TOTE_CLUSTER_DIR = dir;
 }
 
-/** The chaos cluster, started when it is not up. */
-export function useChaosCluster(): Promise<ClusterEnv> {
+/** The chaos cluster, started when it is not up, with this checkout's CRDs. */
+export async function useChaosCluster(): Promise<ClusterEnv> {
   useClusterDir(chaosClusterDir);
-  return ensureCluster();
+  const env = await ensureCluster();
+  await applyCrds(env);
+  return env;
 }
 
 /**

@@ -85,6 +85,18 @@ export function ensureCluster(): Promise<ClusterEnv> {
   return started;
 }
 
+/**
+ * Applies crds/ to a running cluster and waits until they are served: hack/cluster/up.sh installs them only when it
+ * starts a cluster, and a cluster kept from an earlier checkout would otherwise prune the fields the code now writes.
+ */
+export async function applyCrds(env: ClusterEnv): Promise<void> {
+  const dir = process.env.TOTE_CRD_DIR ?? join(repoRoot, 'crds');
+  const apply = await kubectl(env, ['apply', '--server-side', '--force-conflicts', '-f', dir]);
+  if (apply.code !== 0) throw new Error(`applying ${dir}: ${apply.stderr}`);
+  const established = await kubectl(env, ['wait', '--for=condition=Established', '--timeout=30s', '-f', dir]);
+  if (established.code !== 0) throw new Error(`waiting for ${dir}: ${established.stderr}`);
+}
+
 export function kubeConfig(env: ClusterEnv): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(env.kubeconfig);

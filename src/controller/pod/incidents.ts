@@ -17,6 +17,8 @@ export interface Incident {
   /** Known from the pod itself or the nodes' image lists; undefined while only the tag is known. */
   digest: string | undefined;
   message: string;
+  /** For CreateContainerError: the blob containerd reported missing. */
+  missingDigest: string | undefined;
   /** The container's imagePullPolicy as the API server defaulted it (Always for `:latest` and untagged images). */
   imagePullPolicy: string | undefined;
 }
@@ -37,6 +39,7 @@ export function incidentsOf(pod: V1Pod, nodes: readonly V1Node[]): Incident[] {
       digest,
       message: stuck.message,
       imagePullPolicy: stuck.imagePullPolicy,
+      missingDigest: stuck.missingDigest,
     };
   });
 }

@@ -71,6 +71,8 @@ export interface WaitingPod {
   references: string[];
   /** A stuck container pulls with imagePullPolicy: Always: no copy on the node can start it. */
   pullsAlways: boolean;
+  /** The kubelet could not create a container: containerd reported this blob of the image missing (CreateContainerError). */
+  missingContent?: string;
 }
 
 export interface RecordObservation {
@@ -370,7 +372,7 @@ function locating(step: Step): void {
     step.enter(Phases.Restarting, 'AlreadyPresent', `${digest} is already complete on ${record.spec.targetNode}`);
     return;
   }
-  if (obs.target.image === 'incomplete' && obs.policy.cleanCorrupt && obs.policy.mode === 'Salvage') {
+  if (provablyCorrupt(step)) {
     // A corrupt record makes the kubelet "find" a broken image; it must go before a fresh import or pull.
     step.actions.push({ type: 'removeCorruptImage', digest });
     const message = `${digest} on ${record.spec.targetNode} has an image record whose content is missing; removing it`;
@@ -441,6 +443,23 @@ function locating(step: Step): void {
     `salvageable: ${record.spec.imageRef} (${digest}) is on ${nodes}; copying from ${source} to ${record.spec.targetNode}. ${technicalDebt}`,
   );
   if (candidates.length === 1) step.notify('LastCopy', `${digest} survives only on ${source}`);
+}
+
+/**
+ * Whether the target's copy may be removed: the policy allows it, the kubelet proved the copy cannot run (a container
+ * failed with containerd's "content … not found"), the agent confirms blobs are missing, and a complete copy exists on
+ * another node to replace it. An incomplete copy alone is not proof (a node with discard_unpacked_layers runs images
+ * whose layer blobs are gone), and without another copy removing it would only lose what is left.
+ */
+function provablyCorrupt(step: Step): boolean {
+  const { obs } = step;
+  return (
+    obs.policy.cleanCorrupt &&
+    obs.policy.mode === 'Salvage' &&
+    obs.target.image === 'incomplete' &&
+    obs.pods.some((p) => p.missingContent !== undefined) &&
+    (obs.candidates ?? []).some((c) => c.node !== step.record.spec.targetNode)
+  );
 }
 
 /** The first candidate, or after a failure the one following the failed source, so each holder gets its turn. */

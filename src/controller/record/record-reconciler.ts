@@ -209,7 +209,13 @@ const toWaitingPod = (pod: V1Pod, incidents: Incident[]): WaitingPod => ({
   owned: controllerOwner(pod) !== undefined,
   references: [...new Set(incidents.map((i) => i.image))],
   pullsAlways: incidents.some((i) => i.imagePullPolicy === 'Always'),
+  ...missingContentOf(incidents),
 });
+
+const missingContentOf = (incidents: Incident[]): { missingContent?: string } => {
+  const missing = incidents.find((i) => i.missingDigest !== undefined)?.missingDigest;
+  return missing !== undefined ? { missingContent: missing } : {};
+};
 
 // The resolution chain: the pod's own status, the nodes' image lists (both cached: answered in the reconcile), the
 // agents, then (if allowed) the registry (both in a lookup).

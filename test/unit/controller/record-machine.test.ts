@@ -194,10 +194,38 @@ describe('decide: locating', () => {
       observation({
         target: { exists: true, agentAlive: true, image: 'incomplete' },
         candidates: [{ node: 'node-a' }],
+        pods: [waitingPod({ missingContent: digest })],
       }),
     );
     assert.deepEqual(types(d.actions), ['removeCorruptImage', 'event', 'notify']);
     assert.equal(d.status?.phase, 'Locating');
+  });
+
+  it("an incomplete copy is not removed without the kubelet's proof: the import fills in what is missing", () => {
+    const d = decide(
+      locating,
+      observation({
+        target: { exists: true, agentAlive: true, image: 'incomplete' },
+        candidates: [{ node: 'node-a' }],
+        transferSlotFree: true,
+      }),
+    );
+    assert.ok(!types(d.actions).includes('removeCorruptImage'), 'an ErrImagePull pod proves nothing about the copy');
+    assert.ok(types(d.actions).includes('startTransfer'));
+  });
+
+  it('a broken copy with no good copy elsewhere is left alone', () => {
+    const d = decide(
+      locating,
+      observation({
+        target: { exists: true, agentAlive: true, image: 'incomplete' },
+        candidates: [],
+        unreachableNodes: [],
+        pods: [waitingPod({ missingContent: digest })],
+      }),
+    );
+    assert.ok(!types(d.actions).includes('removeCorruptImage'));
+    assert.equal(d.status?.phase, 'NotActionable');
   });
 
   it('a corrupt image is left alone when the policy says so', () => {
