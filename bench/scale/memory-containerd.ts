@@ -251,6 +251,12 @@ export class MemoryContainerd implements Containerd {
   readonly content = new MemoryContent();
   readonly images = new MemoryImages();
   readonly leases = new MemoryLeases();
+  /** No CRI plugin here, as on a containerd started without it: imports do not wait for CRI's lookup. */
+  readonly cri = {
+    imageId: async (): Promise<string | undefined> => {
+      throw new ToteError('terminal', 'ContainerdUnimplemented', 'the in-memory containerd has no CRI service');
+    },
+  };
 
   async version() {
     return { version: 'memory (bench/scale)', revision: '' };

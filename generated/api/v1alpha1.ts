@@ -151,7 +151,7 @@ export interface SalvagePolicyTagResolution {
  */
 export interface SalvagePolicyActions {
   /**
-   * After the image is on the node, delete the stuck pod when a controller (ReplicaSet, StatefulSet, Job, ...) owns it, so it is recreated at once instead of waiting out the kubelet's image pull backoff (up to 5 minutes). Bare pods are never deleted. Defaults to true.
+   * After the image is on the node, delete the stuck pod when a controller (ReplicaSet, StatefulSet, Job, ...) owns it, so it is recreated at once instead of waiting out the kubelet's image pull backoff (up to 5 minutes). Bare pods and pods pulling with imagePullPolicy Always are never deleted, and a record deletes pods at most once. Defaults to true.
    */
   restartPod?: boolean;
   /**
@@ -401,6 +401,12 @@ export interface SalvageRecordStatus {
    * @maxItems 50
    */
   pods?: PodReference[];
+  /**
+   * Pods tote deleted so that their controllers recreate them on the image it brought, written before the deletion. A record restarts pods at most once; pods waiting later are left to the kubelet's retries and reported (condition PodsStarted).
+   *
+   * @maxItems 50
+   */
+  restartedPods?: SalvageRecordRestartedPods[];
   progress?: SalvageRecordProgress;
   /**
    * Transfer attempts made so far.
@@ -445,6 +451,16 @@ export interface HistoryEntry {
    */
   message?: string;
 }
+export interface SalvageRecordRestartedPods {
+  /**
+   * Name of the pod.
+   */
+  name: string;
+  /**
+   * UID of the pod; the deletion was conditional on it, so no replacement is deleted.
+   */
+  uid: string;
+}
 /**
  * The transfer's size and progress. Updated while blobs move.
  */
@@ -487,9 +503,13 @@ export interface SalvageRecordBackup {
    */
   result?: 'Pushed' | 'Failed' | 'Skipped';
   /**
-   * Where the image now lives, by digest.
+   * Where the image now lives, as repository@digest (accepted by skopeo, crane, ctr).
    */
   reference?: string;
+  /**
+   * The tag pushed beside the digest, when the backup target names one.
+   */
+  tag?: string;
   /**
    * When the push finished.
    */

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Makes tote's mTLS certificates and transfer-token keys with openssl, and the three Secrets the manifests mount:
-#   tote-controller-tls     ca.crt, tls.crt, tls.key            URI SAN urn:tote:controller
-#   tote-agent-tls          ca.crt, <node>.crt, <node>.key      URI SAN urn:tote:node:<node>, one pair per node
-#   tote-transfer-signing   private.pem (controller), public.pem (agents): Ed25519
+# Makes tote's mTLS certificates and transfer-token keys with openssl, and the objects the manifests mount:
+#   Secret tote-controller-tls       ca.crt, tls.crt, tls.key        URI SAN urn:tote:controller
+#   Secret tote-agent-tls            ca.crt, <node>.crt, <node>.key  URI SAN urn:tote:node:<node>, one pair per node
+#   Secret tote-transfer-signing     private.pem: Ed25519, the controller's only
+#   ConfigMap tote-transfer-verify   public.pem: the agents'
+# The public key lives apart from the private one: a kubelet may read every key of a Secret that a pod on its node
+# mounts any key of, so a node whose agent mounted public.pem from the signing Secret could mint tokens.
 # Use it when cert-manager is not installed, and for agent certificates in any case (docs/security.md explains why a
 # DaemonSet cannot get per-node identities from one cert-manager Certificate).
 #
@@ -141,7 +144,15 @@ metadata:
 type: Opaque
 data:
   private.pem: $(b64 "$out/signing/private.pem")
-  public.pem: $(b64 "$out/signing/public.pem")
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tote-transfer-verify
+  namespace: $namespace
+data:
+  public.pem: |
+$(sed 's/^/    /' "$out/signing/public.pem")
 YAML
 } >"$out/secrets.yaml"
 

@@ -40,6 +40,7 @@ import {
 } from '../containerd/index.ts';
 import { parseReference } from '../registry/reference.ts';
 import type { ContentDir } from './content-dir.ts';
+import { awaitCriNames } from './cri-names.ts';
 import { readLocalDocument } from './images.ts';
 import { recordNameFor } from '../registry/index.ts';
 import type { AgentMetrics } from './metrics.ts';
@@ -205,6 +206,8 @@ class ImportRun {
     this.#report(true);
     await this.#write(plan);
     this.#progress.imageNames = await this.#record(plan);
+    // Done only when the kubelet's own lookup finds the image under every name (a containerd without CRI has none).
+    await awaitCriNames(this.#deps.containerd, this.#progress.imageNames, plan.config.digest, { signal: this.#signal });
     this.#progress.phase = 'completed';
     return { ...this.#progress, imageNames: [...this.#progress.imageNames] };
   }
@@ -610,14 +613,18 @@ function keepsPartialWork(err: unknown): boolean {
   return !isToteError(err) || err.kind === 'transient' || err.kind === 'conflict';
 }
 
-/** Normalised tag names; a name carrying a different digest is refused. */
+/**
+ * The record names a CRI pull of each reference makes: `repo:tag` for a tag (the default tag when none is given),
+ * `repo@digest` for a digest reference, with or without a tag (CRI drops the tag then, and so does the kubelet's
+ * lookup). A name carrying a different digest is refused.
+ */
 function normaliseNames(names: readonly string[], digest: string): string[] {
   return names.map((n) => {
     const ref = parseReference(n);
     if (ref.digest !== undefined && ref.digest !== digest) {
       throw new ToteError('terminal', 'NameDigestMismatch', `name ${n} names digest ${ref.digest}, not ${digest}`);
     }
-    return recordNameFor(ref.digest !== undefined ? `${ref.name}${ref.tag ? `:${ref.tag}` : ''}` : n);
+    return recordNameFor(n);
   });
 }
 

@@ -48,6 +48,8 @@ export const ConditionTypes = {
   Transferred: 'Transferred',
   Imported: 'Imported',
   BackedUp: 'BackedUp',
+  /** Record: every pod that waited on the image has started (False names the ones still waiting, and why). */
+  PodsStarted: 'PodsStarted',
 } as const;
 
 export const ConditionReasons = {
@@ -75,6 +77,11 @@ export const ConditionReasons = {
   NoBackupConfigured: 'NoBackupConfigured',
   PodRestarted: 'PodRestarted',
   BarePodLeftAlone: 'BarePodLeftAlone',
+  /** The pod pulls with imagePullPolicy: Always: the kubelet asks the registry even with the image on the node. */
+  PullPolicyAlways: 'PullPolicyAlways',
+  /** Pods still wait after the record restarted its pods once: left to the kubelet's retries, reported. */
+  StillWaiting: 'StillWaiting',
+  PodsStarted: 'PodsStarted',
   RetriesExhausted: 'RetriesExhausted',
 } as const;
 

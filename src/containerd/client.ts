@@ -12,6 +12,7 @@ import type {
   Info as PbInfo,
   Status as PbStatus,
 } from '../../generated/proto/containerd/services/content/v1/content.ts';
+import { ImageServiceClient, ImageStatusRequest } from '../../generated/proto/cri/runtime/v1/api.ts';
 import { ImagesClient } from '../../generated/proto/containerd/services/images/v1/images.ts';
 import type { Image as PbImage } from '../../generated/proto/containerd/services/images/v1/images.ts';
 import { LeasesClient } from '../../generated/proto/containerd/services/leases/v1/leases.ts';
@@ -29,6 +30,7 @@ import type {
   ContentInfo,
   ContentStore,
   ContentWriter,
+  CriImages,
   Descriptor,
   ImageRecord,
   ImageRecordInput,
@@ -135,12 +137,14 @@ class GrpcContainerd implements Containerd {
   readonly content: ContentStore;
   readonly images: ImageStore;
   readonly leases: LeaseManager;
+  readonly cri: CriImages;
   readonly #timeoutMs: number;
   readonly #contentClient: ContentClient;
   readonly #imagesClient: ImagesClient;
   readonly #leasesClient: LeasesClient;
   readonly #namespacesClient: NamespacesClient;
   readonly #versionClient: VersionClient;
+  readonly #criImagesClient: ImageServiceClient;
 
   constructor(options: ContainerdOptions) {
     this.namespace = options.namespace ?? criNamespace;
@@ -163,9 +167,11 @@ class GrpcContainerd implements Containerd {
     this.#leasesClient = new LeasesClient(target, creds, { ...channelOptions, channelOverride });
     this.#namespacesClient = new NamespacesClient(target, creds, { ...channelOptions, channelOverride });
     this.#versionClient = new VersionClient(target, creds, { ...channelOptions, channelOverride });
+    this.#criImagesClient = new ImageServiceClient(target, creds, { ...channelOptions, channelOverride });
     this.content = this.#makeContentStore();
     this.images = this.#makeImageStore();
     this.leases = this.#makeLeaseManager();
+    this.cri = this.#makeCriImages();
   }
 
   /** Metadata for a call: always the namespace, and the lease when asked. */
@@ -402,6 +408,22 @@ class GrpcContainerd implements Containerd {
     };
   }
 
+  #makeCriImages(): CriImages {
+    const c = this.#criImagesClient;
+    return {
+      imageId: async (reference, options) => {
+        const res = await this.unary(
+          `cri.ImageStatus ${reference}`,
+          c.imageStatus.bind(c),
+          ImageStatusRequest.fromPartial({ image: { image: reference } }),
+          options,
+        );
+        // CRI answers an unknown image with an empty status, not NOT_FOUND.
+        return res.image?.id || undefined;
+      },
+    };
+  }
+
   async version(options?: CallOptions): Promise<{ version: string; revision: string }> {
     const c = this.#versionClient;
     const res = await this.unary('version.Version', c.version.bind(c), {}, options);
@@ -420,6 +442,7 @@ class GrpcContainerd implements Containerd {
     this.#leasesClient.close();
     this.#namespacesClient.close();
     this.#versionClient.close();
+    this.#criImagesClient.close();
   }
 }
 

@@ -152,12 +152,27 @@ export interface LeaseResource {
   readonly id: string;
 }
 
+/**
+ * containerd's CRI image service, as the kubelet sees it. CRI keeps its own index of image records, fed by containerd's
+ * events, and answers the kubelet from it: a record written through the images API is known to the kubelet only once
+ * CRI resolves it.
+ */
+export interface CriImages {
+  /**
+   * The image id (`sha256:` + config digest) that CRI's ImageStatus resolves `reference` to (a tag, `repo@digest`,
+   * `repo:tag@digest` or an id), or undefined when CRI finds no such image. Fails with the reason
+   * `ContainerdUnimplemented` when containerd runs without its CRI plugin.
+   */
+  imageId(reference: string, options?: CallOptions): Promise<string | undefined>;
+}
+
 /** A containerd daemon seen through one namespace. */
 export interface Containerd {
   readonly namespace: string;
   readonly content: ContentStore;
   readonly images: ImageStore;
   readonly leases: LeaseManager;
+  readonly cri: CriImages;
   version(options?: CallOptions): Promise<{ version: string; revision: string }>;
   namespaces(options?: CallOptions): Promise<string[]>;
   /** Closes the channel; pending calls fail. */

@@ -13,6 +13,7 @@ export interface ControllerMetrics {
   salvageable: Counter;
   notActionable: Counter;
   skipped: Counter<'reason'>;
+  podsStillWaiting: Counter<'reason'>;
   salvageAttempts: Counter;
   salvageSuccesses: Counter;
   salvageFailures: Counter;
@@ -55,6 +56,11 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
     salvageable: counter('tote_salvageable_total', 'Incidents whose image was found complete on another node.'),
     notActionable: counter('tote_not_actionable_total', 'Incidents tote could not act on (no copy, unresolvable tag).'),
     skipped: counter('tote_skipped_total', 'Incidents skipped by a limit or DetectOnly, by reason.', ['reason']),
+    podsStillWaiting: counter(
+      'tote_pods_still_waiting_total',
+      'Times pods were found still waiting although the image was on their node (PullPolicyAlways, StillWaiting).',
+      ['reason'],
+    ),
     salvageAttempts: counter('tote_salvage_attempts_total', 'Transfers started (retries included).'),
     salvageSuccesses: counter('tote_salvage_successes_total', 'Images delivered to the node that needed them.'),
     salvageFailures: counter('tote_salvage_failures_total', 'Records that ended Failed.'),

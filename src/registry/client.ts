@@ -85,8 +85,13 @@ export interface PushOptions {
 
 /** What a push did. */
 export interface PushResult {
-  /** The target reference, with the digest that the registry confirmed (equal to the source root digest). */
+  /**
+   * `repository@digest`, the digest the registry confirmed (equal to the source root digest): a reference every OCI tool
+   * accepts (skopeo refuses one with both a tag and a digest).
+   */
   readonly reference: string;
+  /** The tag written beside it, when the target reference had one. */
+  readonly tag?: string;
   readonly digest: string;
   readonly blobsUploaded: number;
   readonly blobsSkipped: number;
@@ -470,7 +475,8 @@ class PushRun {
       this.#options.onProgress?.({ type: 'tag', tag, digest: root.digest });
     }
     return {
-      reference: withIdentifiers(this.#ref, { ...(tag !== undefined ? { tag } : {}), digest: root.digest }).toString(),
+      reference: withIdentifiers(this.#ref, { digest: root.digest }).toString(),
+      ...(tag !== undefined ? { tag } : {}),
       digest: root.digest,
       ...this.#counts,
     };

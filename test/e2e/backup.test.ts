@@ -3,6 +3,8 @@
 // whose credentials Secret is missing says so in its Ready condition.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { ensureCluster, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { ensureTote } from '../support/tote.ts';
@@ -18,6 +20,7 @@ import { registries, registryDigest } from '../support/images.ts';
 import { waitForObject } from '../support/wait.ts';
 import type { SalvagePolicy } from '../../src/api/index.ts';
 
+const run = promisify(execFile);
 let env: ClusterEnv;
 const policiesPath = '/apis/tote.dev/v1alpha1/salvagepolicies';
 
@@ -44,11 +47,21 @@ describe('backup push', () => {
     assert.equal(backup?.result, 'Pushed', JSON.stringify(backup));
     const reference = backup?.reference ?? '';
     assert.ok(reference.startsWith(`${target}/`), reference);
-    assert.ok(reference.endsWith(`@${image.target.digest}`), reference);
-    // <backup host>/<path>[:tag]@<digest>: the repository is the path without the tag.
-    const repository = reference
-      .slice(env.backupRegistry.length + 1, reference.lastIndexOf('@'))
-      .replace(/:[^:/]+$/, '');
+    // repository@digest, the tag apart: a reference any OCI tool takes as it is (skopeo refuses tag and digest both).
+    const repository = reference.slice(env.backupRegistry.length + 1, reference.lastIndexOf('@'));
+    assert.equal(reference, `${env.backupRegistry}/${repository}@${image.target.digest}`);
+    assert.doesNotMatch(repository, /:/, 'no tag inside the reference');
+    assert.equal(backup?.tag, image.tag);
+    const inspected = await run('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `${env.backupRegistryUser}:${env.backupRegistryPassword}`,
+      '--format',
+      '{{.Digest}}',
+      `docker://${reference}`,
+    ]);
+    assert.equal(inspected.stdout.trim(), image.target.digest, 'skopeo reads the reference as written');
     assert.equal(
       await registryDigest(registries(env).backup, repository, image.target.digest),
       image.target.digest,

@@ -189,10 +189,18 @@ function readOwner(file: string): number | undefined {
 export async function trackPods(
   env: ClusterEnv,
   namespace: string,
-): Promise<{ uids: Set<string>; deleted: Set<string>; deletedNames: Set<string>; stop(): void }> {
+): Promise<{
+  uids: Set<string>;
+  /** UID → pod name, for every pod seen. */
+  names: Map<string, string>;
+  deleted: Set<string>;
+  deletedNames: Set<string>;
+  stop(): void;
+}> {
   const kc = new KubeConfig();
   kc.loadFromFile(env.kubeconfig);
   const uids = new Set<string>();
+  const names = new Map<string, string>();
   const deleted = new Set<string>();
   const deletedNames = new Set<string>();
   let abort: AbortController | undefined;
@@ -205,6 +213,7 @@ export async function trackPods(
       (type, pod: V1Pod) => {
         const uid = pod.metadata?.uid ?? '';
         uids.add(uid);
+        names.set(uid, pod.metadata?.name ?? '');
         if (type === 'DELETED' || pod.metadata?.deletionTimestamp) {
           deleted.add(uid);
           deletedNames.add(pod.metadata?.name ?? '');
@@ -216,6 +225,7 @@ export async function trackPods(
   await start();
   return {
     uids,
+    names,
     deleted,
     deletedNames,
     stop: () => {

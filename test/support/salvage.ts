@@ -183,6 +183,7 @@ export async function deployment(
   image: string,
   nodes: string[],
   replicas = 1,
+  imagePullPolicy: 'IfNotPresent' | 'Always' = 'IfNotPresent',
 ): Promise<void> {
   await apply(env, {
     apiVersion: 'apps/v1',
@@ -208,7 +209,7 @@ export async function deployment(
               ],
             },
           },
-          containers: [{ name: 'app', image, imagePullPolicy: 'IfNotPresent' }],
+          containers: [{ name: 'app', image, imagePullPolicy }],
         },
       },
     },

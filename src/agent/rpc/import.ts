@@ -10,6 +10,7 @@ import { ToteError } from '../../api/errors.ts';
 import { connectAgent, HttpsBlobReader, toStatus } from '../../agentapi/index.ts';
 import type { TlsMaterial } from '../../agentapi/index.ts';
 import { requireDigest } from '../blob-service.ts';
+import { ownCopy } from '../own-copy.ts';
 import { runImport } from '../transfer.ts';
 import type { BlobPeer } from '../transfer.ts';
 import { fromPbPlatform, toPbProgress } from './pb.ts';
@@ -32,8 +33,6 @@ export function importHandlers(state: AgentState): UntypedServiceImplementation 
         if (req.sourceNode === '' || req.sourceAddress === '') {
           throw new ToteError('terminal', 'InvalidImport', 'Import needs source_node and source_address');
         }
-        if (req.sourceNode === nodeName)
-          throw new ToteError('terminal', 'InvalidImport', 'source and target are the same node');
         if (importing.has(req.digest)) {
           throw new ToteError(
             'transient',
@@ -45,7 +44,11 @@ export function importHandlers(state: AgentState): UntypedServiceImplementation 
         claimed = true;
         running.add(abort);
         metrics.activeTransfers.inc();
-        peerClient = state.connectPeer(req.sourceAddress, req.sourceNode);
+        // This node as the source: it holds the whole image under other names; the import only writes the records.
+        peerClient =
+          req.sourceNode === nodeName
+            ? ownCopy(containerd, nodeName, platform)
+            : state.connectPeer(req.sourceAddress, req.sourceNode);
         return runImport(
           { containerd, source: peerClient, metrics, leaseTtlMs: state.leaseTtlMs, contentDir: state.contentDir },
           {

@@ -59,6 +59,7 @@ export function pushRemoveHandlers(state: AgentState): UntypedServiceImplementat
                   bytesSkipped: skipped,
                   done: false,
                   pushedReference: '',
+                  pushedTag: '',
                 });
             }
           },
@@ -69,6 +70,7 @@ export function pushRemoveHandlers(state: AgentState): UntypedServiceImplementat
           bytesSkipped: result.bytesSkipped,
           done: true,
           pushedReference: result.reference,
+          pushedTag: result.tag ?? '',
         };
       };
       run().then(

@@ -17,6 +17,8 @@ export interface Incident {
   /** Known from the pod itself or the nodes' image lists; undefined while only the tag is known. */
   digest: string | undefined;
   message: string;
+  /** The container's imagePullPolicy as the API server defaulted it (Always for `:latest` and untagged images). */
+  imagePullPolicy: string | undefined;
 }
 
 export function incidentsOf(pod: V1Pod, nodes: readonly V1Node[]): Incident[] {
@@ -34,6 +36,7 @@ export function incidentsOf(pod: V1Pod, nodes: readonly V1Node[]): Incident[] {
       reason: stuck.reason,
       digest,
       message: stuck.message,
+      imagePullPolicy: stuck.imagePullPolicy,
     };
   });
 }

@@ -27,8 +27,11 @@ export type DigestObservation =
   | { kind: 'unresolvable'; message: string }
   | { kind: 'error'; message: string };
 
-/** What the target node holds of the image. */
-export type TargetImageState = 'complete' | 'incomplete' | 'absent' | 'unknown';
+/**
+ * What the target node holds of the image: `complete` when the content is and CRI finds it under every reference the
+ * pods use; `unnamed` when the content is complete but a reference lacks its record (an import adds it).
+ */
+export type TargetImageState = 'complete' | 'unnamed' | 'incomplete' | 'absent' | 'unknown';
 
 /** A node holding a complete copy, with a healthy agent and the target's platform. */
 export interface SourceCandidate {
@@ -49,7 +52,9 @@ export interface TransferObservation {
 
 export interface PushObservation {
   state: 'pushing' | 'succeeded' | 'failed';
+  /** repository@digest. */
   reference?: string;
+  tag?: string;
   message?: string;
 }
 
@@ -58,6 +63,10 @@ export interface WaitingPod {
   uid: string;
   /** Owned by a controller (ReplicaSet, StatefulSet, ...), so deleting it recreates it at once. */
   owned: boolean;
+  /** The image references its stuck containers use (by tag, digest or both). */
+  references: string[];
+  /** A stuck container pulls with imagePullPolicy: Always: no copy on the node can start it. */
+  pullsAlways: boolean;
 }
 
 export interface RecordObservation {
@@ -81,13 +90,14 @@ export interface RecordObservation {
 }
 
 export type RecordAction =
-  | { type: 'startTransfer'; source: string; digest: string }
+  | { type: 'startTransfer'; source: string; digest: string; references: string[] }
   | { type: 'forgetTransfer' }
   | { type: 'removeCorruptImage'; digest: string }
   | { type: 'deletePod'; name: string; uid: string }
   | { type: 'startPush'; digest: string }
   | { type: 'event'; eventType: 'Normal' | 'Warning'; reason: string; message: string; onPods: boolean }
-  | { type: 'notify'; kind: NotificationKind; message: string };
+  | { type: 'notify'; kind: NotificationKind; message: string }
+  | { type: 'reportStuck'; pods: string[]; reason: string; message: string };
 
 export type NotificationKind =
   'Detected' | 'Salvaged' | 'Failed' | 'NotActionable' | 'Skipped' | 'Corrupt' | 'Pushed' | 'PushFailed' | 'LastCopy';
@@ -110,6 +120,11 @@ export interface MachineSettings {
   reopenAfterMs: number;
   /** While a transfer runs, progress is written at most this often. */
   progressIntervalMs: number;
+  /**
+   * A pod left to the kubelet still waiting this long after the record completed is reported stuck: the kubelet's
+   * image pull back-off tops out at five minutes, so by then it has looked again.
+   */
+  kubeletRetryMs: number;
 }
 
 export const defaultMachineSettings: MachineSettings = Object.freeze({
@@ -118,6 +133,7 @@ export const defaultMachineSettings: MachineSettings = Object.freeze({
   retryMaxMs: 300_000,
   reopenAfterMs: 600_000,
   progressIntervalMs: 2_000,
+  kubeletRetryMs: 330_000,
 });
 
 const technicalDebt =
@@ -354,7 +370,11 @@ function locating(step: Step): void {
     step.requeue(0);
     return;
   }
-  const candidates = obs.candidates ?? [];
+  // A target holding the whole image under other names is its own source: the import moves nothing and adds the names.
+  const candidates =
+    (obs.candidates ?? []).length === 0 && obs.target.image === 'unnamed'
+      ? [{ node: record.spec.targetNode }]
+      : (obs.candidates ?? []);
   step.status.candidates = candidates.map((c) => c.node).slice(0, 64);
   if (obs.target.platform) step.status.platform = obs.target.platform;
   if (candidates.length === 0) {
@@ -427,7 +447,20 @@ function startAttempt(step: Step, source: string, digest: string, message: strin
   delete step.status.nextRetryAt;
   step.enter(Phases.Transferring, ConditionReasons.SourceSelected, message);
   step.event('Warning', 'Salvageable', message, true);
-  step.actions.push({ type: 'startTransfer', source, digest });
+  step.actions.push({
+    type: 'startTransfer',
+    source,
+    digest,
+    references: wantedReferences(step.record, step.obs.pods),
+  });
+}
+
+/**
+ * The references the target must resolve, as the kubelet looks them up: the record's own and every waiting pod's (one
+ * record serves all pods needing the digest on the node, whether they name it by tag, by digest or both).
+ */
+export function wantedReferences(record: SalvageRecord, pods: readonly WaitingPod[]): string[] {
+  return [...new Set([record.spec.imageRef, ...pods.flatMap((p) => p.references)])];
 }
 
 function transferring(step: Step): void {
@@ -456,7 +489,7 @@ function transferring(step: Step): void {
         message: `attempt ${step.status.attempts ?? 1} from ${source}`,
       });
     }
-    step.actions.push({ type: 'startTransfer', source, digest });
+    step.actions.push({ type: 'startTransfer', source, digest, references: wantedReferences(record, obs.pods) });
     return;
   }
   updateProgress(step, transfer);
@@ -549,30 +582,39 @@ function updateProgress(step: Step, t: TransferObservation): void {
 const transferSummary = (t: TransferObservation) =>
   `moved ${formatBytes(t.transferredBytes)} in ${t.transferredBlobs} blobs, ${formatBytes(t.presentBytes)} already present`;
 
+/**
+ * Restarts, once per record, the owned pods that a new pod would help: deleted (UID precondition), their controllers
+ * recreate them and the kubelet finds the image at once. Never pods pulling with imagePullPolicy: Always (the kubelet
+ * asks the registry whatever the node holds), and never a second round: pods waiting later (a reopened record) are
+ * left to the kubelet's retries and reported, so a pod that cannot start is never deleted over and over.
+ */
 function restarting(step: Step): void {
   const { obs } = step;
-  const restarted: string[] = [];
-  const leftAlone: string[] = [];
-  for (const pod of obs.pods) {
-    if (pod.owned && obs.policy.restartPod) {
-      step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
-      restarted.push(pod.name);
-    } else {
-      leftAlone.push(pod.name);
-    }
-  }
+  const firstRound = step.status.restartedPods === undefined;
+  const restart = obs.pods.filter((p) => !p.pullsAlways && p.owned && obs.policy.restartPod && firstRound);
+  const always = obs.pods.filter((p) => p.pullsAlways).map((p) => p.name);
+  const leftAlone = obs.pods.filter((p) => !p.pullsAlways && !restart.includes(p)).map((p) => p.name);
+  if (firstRound) step.status.restartedPods = restart.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
+  for (const pod of restart) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
   const parts: string[] = [];
   // Worded as intent: this status is written before the delete runs (intent first), and a controller killed in between
   // must not leave a history claiming a deletion that never happened. Pushing and Completed finish the act.
-  if (restarted.length > 0) parts.push(`deleting ${restarted.join(', ')} so their controllers recreate them now`);
+  if (restart.length > 0)
+    parts.push(`deleting ${restart.map((p) => p.name).join(', ')} so their controllers recreate them now`);
   if (leftAlone.length > 0) {
-    const why = obs.policy.restartPod ? 'no controller owns them' : 'the policy does not restart pods';
+    const why = !firstRound
+      ? 'this record restarted pods once already'
+      : obs.policy.restartPod
+        ? 'no controller owns them'
+        : 'the policy does not restart pods';
     parts.push(`left ${leftAlone.join(', ')} alone (${why}): the kubelet starts them at its next retry`);
     step.event('Normal', ConditionReasons.BarePodLeftAlone, `image is on the node; ${parts.at(-1) ?? ''}`, true);
   }
+  if (always.length > 0) parts.push(pullsAlwaysMessage(always));
   if (parts.length === 0) parts.push('no pod is waiting any more: they started once the image was on the node');
   const message = parts.join('; ');
-  if (restarted.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
+  if (restart.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
+  if (always.length > 0) reportStuck(step, ConditionReasons.PullPolicyAlways, pullsAlwaysMessage(always));
   const next = obs.policy.backup ? Phases.Pushing : Phases.Completed;
   if (next === Phases.Completed) complete(step, message);
   else
@@ -583,16 +625,66 @@ function restarting(step: Step): void {
     );
 }
 
+const pullsAlwaysMessage = (pods: string[]) =>
+  `${pods.join(', ')} pull with imagePullPolicy: Always, so the kubelet asks the registry even with the image on the node; set imagePullPolicy: IfNotPresent to run from the salvaged copy`;
+
 /**
- * Deletes owned pods still stuck on an image that is now on the node. Restarting records "deleting …" and deletes only
- * afterwards (intent first); a controller that dies in between leaves the pods to the kubelet's back-off, so the
- * phases after Restarting delete them again. The UID precondition makes a repeat harmless.
+ * Finishes the deletions Restarting recorded: a controller killed between writing that status and deleting leaves
+ * those pods waiting. Only the recorded UIDs are deleted (the UID precondition makes a repeat harmless and never touches
+ * a replacement), so this can never become a second round.
  */
 function restartStrandedPods(step: Step): void {
-  if (!step.obs.policy.restartPod) return;
+  const recorded = new Set((step.status.restartedPods ?? []).map((p) => p.uid));
   for (const pod of step.obs.pods) {
-    if (pod.owned) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
+    if (recorded.has(pod.uid)) step.actions.push({ type: 'deletePod', name: pod.name, uid: pod.uid });
   }
+}
+
+/** Says once (per reason and set of pods) that pods still wait although the image is on the node. */
+function reportStuck(step: Step, reason: string, message: string): void {
+  const current = step.status.conditions?.find((c) => c.type === ConditionTypes.PodsStarted);
+  if (current?.status === 'False' && current.reason === reason && current.message === message) return;
+  step.condition(ConditionTypes.PodsStarted, 'False', reason, message);
+  step.event('Warning', reason, message, true);
+  step.actions.push({ type: 'reportStuck', pods: step.obs.pods.map((p) => p.name), reason, message });
+}
+
+/** Once no pod waits any more, a PodsStarted=False condition says they did start. */
+function reportStarted(step: Step): void {
+  const current = step.status.conditions?.find((c) => c.type === ConditionTypes.PodsStarted);
+  if (current?.status !== 'False') return;
+  step.condition(
+    ConditionTypes.PodsStarted,
+    'True',
+    ConditionReasons.PodsStarted,
+    'no pod waits for this image any more',
+  );
+}
+
+/**
+ * Pods waiting on a Completed record whose image is complete and named on the node: not a case for another copy.
+ * Pods pulling Always are reported at once; others get the kubelet's longest back-off to find the image first.
+ */
+function stillWaiting(step: Step): void {
+  const { obs } = step;
+  restartStrandedPods(step);
+  const always = obs.pods.filter((p) => p.pullsAlways).map((p) => p.name);
+  if (always.length > 0) {
+    reportStuck(step, ConditionReasons.PullPolicyAlways, pullsAlwaysMessage(always));
+    return;
+  }
+  const completedAt = step.status.completedAt ? Date.parse(step.status.completedAt) : obs.now.getTime();
+  const waited = obs.now.getTime() - completedAt;
+  if (waited < step.settings.kubeletRetryMs) {
+    step.requeue(step.settings.kubeletRetryMs - waited);
+    return;
+  }
+  const names = obs.pods.map((p) => p.name).join(', ');
+  reportStuck(
+    step,
+    ConditionReasons.StillWaiting,
+    `${names} still wait for ${step.record.spec.imageRef} although it is complete on ${step.record.spec.targetNode}; tote restarts a record's pods at most once: look at the pods' events`,
+  );
 }
 
 function pushing(step: Step): void {
@@ -622,7 +714,7 @@ function pushing(step: Step): void {
   const now = obs.now.toISOString();
   if (push.state === 'succeeded') {
     const reference = push.reference ?? '';
-    step.status.backup = { result: 'Pushed', reference, pushedAt: now };
+    step.status.backup = { result: 'Pushed', reference, ...(push.tag ? { tag: push.tag } : {}), pushedAt: now };
     step.condition(ConditionTypes.BackedUp, 'True', ConditionReasons.PushSucceeded, `pushed to ${reference}`);
     step.event('Normal', 'Pushed', `pushed ${digest} to ${reference}`);
     step.notify('Pushed', `pushed ${digest} to ${reference}`);
@@ -656,9 +748,8 @@ function finished(step: Step): void {
     return;
   }
   if (waiting && !cooledDown) step.requeue(step.settings.reopenAfterMs - (obs.now.getTime() - completedAt));
-  if (step.phase === Phases.Completed && obs.pods.length > 0 && obs.target.image === 'complete') {
-    restartStrandedPods(step);
-  }
+  if (step.phase === Phases.Completed && obs.pods.length > 0 && obs.target.image === 'complete') stillWaiting(step);
+  if (obs.pods.length === 0) reportStarted(step);
 }
 
 function complete(step: Step, message: string): void {

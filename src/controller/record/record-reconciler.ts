@@ -19,7 +19,7 @@ import {
 import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
 import { ImportPhase, transferTokenLifetimeMs } from '../../agentapi/index.ts';
-import { credentialsFromSecret, parseReference, RegistryClient } from '../../registry/index.ts';
+import { credentialsFromSecret, parseReference, recordNameFor, RegistryClient } from '../../registry/index.ts';
 import { resources } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -28,8 +28,9 @@ import { controllerOwner } from '../pod/detection.ts';
 import { defaultPolicy, effectivePolicy } from '../policy/effective-policy.ts';
 import type { EffectivePolicy } from '../policy/effective-policy.ts';
 import { incidentsOf } from '../pod/incidents.ts';
+import type { Incident } from '../pod/incidents.ts';
 import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repositoryOf } from '../pod/node-images.ts';
-import { decide, retryPendingMs } from './record-machine.ts';
+import { decide, retryPendingMs, wantedReferences } from './record-machine.ts';
 import type {
   DigestObservation,
   RecordAction,
@@ -118,7 +119,7 @@ function observe(
       // Sources matter only once the target exists and its agent can receive (see locating() in record-machine.ts).
       if (!digest || !obs.target.exists || !obs.target.agentAlive) break;
       const location = lookup(c, record, `locate ${digest}`, ctx, () =>
-        locate(c, record, digest, obs.target.platform, ctx),
+        locate(c, record, digest, obs.target.platform, wantedReferences(record, obs.pods), ctx),
       );
       if (!location) return undefined;
       observeLocation(c, policy, location, obs);
@@ -135,7 +136,11 @@ function observe(
       if (push && push.state !== 'running') {
         obs.push =
           push.state === 'succeeded'
-            ? { state: 'succeeded', reference: push.progress?.pushedReference ?? '' }
+            ? {
+                state: 'succeeded',
+                reference: push.progress?.pushedReference ?? '',
+                ...(push.progress?.pushedTag ? { tag: push.progress.pushedTag } : {}),
+              }
             : { state: 'failed', message: push.error?.message ?? 'push failed' };
       } else if (push) {
         obs.push = { state: 'pushing' };
@@ -147,7 +152,7 @@ function observe(
       // and Restarting decide without it.
       if (isFinalPhase(phase) && obs.pods.length > 0 && digest && obs.target.agentAlive) {
         const image = lookup(c, record, `target ${digest}`, ctx, () =>
-          targetImageState(c, record.spec.targetNode, digest, ctx),
+          targetImageState(c, record.spec.targetNode, digest, wantedReferences(record, obs.pods), ctx),
         );
         if (!image) return undefined;
         obs.target.image = image;
@@ -181,18 +186,20 @@ function waitingPods(c: ControllerContext, record: SalvageRecord): WaitingPod[] 
   const pods: WaitingPod[] = [];
   for (const pod of c.caches.pods.byIndex(Indexes.podsByNode, record.spec.targetNode)) {
     if (pod.metadata?.namespace !== namespace) continue;
-    const waiting = incidentsOf(pod, nodes).some(
+    const waiting = incidentsOf(pod, nodes).filter(
       (i) => i.recordName === record.metadata?.name || i.image === record.spec.imageRef,
     );
-    if (waiting) pods.push(toWaitingPod(pod));
+    if (waiting.length > 0) pods.push(toWaitingPod(pod, waiting));
   }
   return pods.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-const toWaitingPod = (pod: V1Pod): WaitingPod => ({
+const toWaitingPod = (pod: V1Pod, incidents: Incident[]): WaitingPod => ({
   name: pod.metadata?.name ?? '',
   uid: pod.metadata?.uid ?? '',
   owned: controllerOwner(pod) !== undefined,
+  references: [...new Set(incidents.map((i) => i.image))],
+  pullsAlways: incidents.some((i) => i.imagePullPolicy === 'Always'),
 });
 
 // The resolution chain: the pod's own status, the nodes' image lists (both cached: answered in the reconcile), the
@@ -310,10 +317,11 @@ async function locate(
   record: SalvageRecord,
   digest: string,
   platform: string | undefined,
+  references: readonly string[],
   ctx: ReconcileContext,
 ): Promise<Location> {
   const [targetImage, found] = await Promise.all([
-    targetImageState(c, record.spec.targetNode, digest, ctx),
+    targetImageState(c, record.spec.targetNode, digest, references, ctx),
     (async () => {
       const cached = await findCandidates(c, record, digest, platform, false, ctx);
       // No copy ends the record as NotActionable: never conclude it from inventories cached before a pull.
@@ -417,19 +425,35 @@ function samePlatformAs(c: ControllerContext, node: string, platform: string | u
 const samePlatform = (a: string, b: string) =>
   a.split('/').slice(0, 2).join('/') === b.split('/').slice(0, 2).join('/');
 
+/**
+ * What the target holds of the image. Complete content is not enough: the kubelet finds an image only under the record
+ * names a CRI pull of the pod's reference makes, so a copy lacking one of them is `unnamed` (an import adds the names).
+ */
 async function targetImageState(
   c: ControllerContext,
   node: string,
   digest: string,
+  references: readonly string[],
   ctx: ReconcileContext,
 ): Promise<TargetImageState> {
   try {
     const image = await c.agents.image(node, digest, { fresh: true });
     if (!image) return 'absent';
-    return image.complete ? 'complete' : 'incomplete';
+    if (!image.complete) return 'incomplete';
+    const names = new Set(image.names);
+    return references.every((r) => names.has(criRecordName(r) ?? r)) ? 'complete' : 'unnamed';
   } catch (err) {
     ctx.log.debug('target agent did not answer', { node, error: errorMessage(err) });
     return 'unknown';
+  }
+}
+
+/** The record name CRI keeps for a reference, or undefined for one it could not parse (never found, then). */
+function criRecordName(reference: string): string | undefined {
+  try {
+    return recordNameFor(reference);
+  } catch {
+    return undefined;
   }
 }
 
@@ -512,7 +536,7 @@ async function act(
         return;
       }
       const token = c.signToken({ digest: action.digest, source: action.source, target });
-      const names = [normalise(record.spec.imageRef)].filter((n): n is string => n !== undefined && !n.includes('@'));
+      const names = action.references;
       const started = c.imports.start({
         uid,
         key,
@@ -564,6 +588,15 @@ async function act(
     }
     case 'startPush':
       await startPush(c, record, policy, action.digest, key, ctx);
+      return;
+    case 'reportStuck':
+      c.metrics.podsStillWaiting.inc({ reason: action.reason });
+      ctx.log.warn('pods still wait although the image is on their node', {
+        node: target,
+        pods: action.pods,
+        reason: action.reason,
+        message: action.message,
+      });
       return;
     case 'event':
       // Sent in the background (the recorder queues it): an Event is a courtesy, the status written above the truth.

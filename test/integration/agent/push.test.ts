@@ -67,7 +67,8 @@ describe('agent: PushImage to a backup registry', () => {
       caPem: registry.caPem,
     });
     assert.equal(done.done, true);
-    assert.equal(done.pushedReference, `${registry.host}/backup/pushed:1@${image.target.digest}`);
+    assert.equal(done.pushedReference, `${registry.host}/backup/pushed@${image.target.digest}`);
+    assert.equal(done.pushedTag, '1');
     const total = [...image.blobs.values()]
       .filter((b) => !b.mediaType.includes('manifest') && !b.mediaType.includes('index'))
       .reduce((s, b) => s + b.size, 0);

@@ -41,6 +41,7 @@ const knownMetrics = {
     'tote_salvageable_total',
     'tote_not_actionable_total',
     'tote_skipped_total',
+    'tote_pods_still_waiting_total',
     'tote_salvage_attempts_total',
     'tote_salvage_successes_total',
     'tote_salvage_failures_total',
@@ -385,11 +386,24 @@ describe('deployment manifests (config/)', () => {
       assert.equal(pod.containers[0]?.args?.[0], 'agent');
       assert.equal(pod.serviceAccountName, 'tote-agent');
       assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+      type Volume = {
+        name: string;
+        secret?: { secretName: string; items?: { key: string }[] };
+        configMap?: { name: string; items?: { key: string }[] };
+      };
+      const volumes = (o: K8sObject) => podSpecOf(o).volumes as Volume[];
       const signingItems = (o: K8sObject) =>
-        (podSpecOf(o).volumes as { name: string; secret?: { secretName: string; items?: { key: string }[] } }[])
+        volumes(o)
           .find((v) => v.secret?.secretName === 'tote-transfer-signing')
           ?.secret?.items?.map((i) => i.key);
-      assert.deepEqual(signingItems(daemonSet), ['public.pem']);
+      // A kubelet may read every key of a Secret a pod on its node mounts: the agent mounts no key of it at all.
+      assert.equal(signingItems(daemonSet), undefined, 'the agent mounts nothing of the signing Secret');
+      assert.deepEqual(
+        volumes(daemonSet)
+          .find((v) => v.configMap?.name === 'tote-transfer-verify')
+          ?.configMap?.items?.map((i) => i.key),
+        ['public.pem'],
+      );
       assert.deepEqual(signingItems(named(all, 'Deployment', 'tote-controller')), ['private.pem']);
     });
   });
@@ -696,16 +710,19 @@ describe('deployment manifests (config/)', () => {
       assert.equal(verified.target, 'node-b');
     });
 
-    it('writes the three Secrets the manifests mount, with the keys they mount', () => {
-      const secrets = parseAllDocuments(read('secrets.yaml').toString()).map(
-        (d) => d.toJS() as { metadata: { name: string }; data: Record<string, string> },
+    it('writes the objects the manifests mount, the signing key apart from the key that verifies', () => {
+      const objects = parseAllDocuments(read('secrets.yaml').toString()).map(
+        (d) => d.toJS() as { kind: string; metadata: { name: string }; data: Record<string, string> },
       );
-      const keys = Object.fromEntries(secrets.map((s) => [s.metadata.name, Object.keys(s.data).sort()]));
+      const keys = Object.fromEntries(objects.map((s) => [`${s.kind}/${s.metadata.name}`, Object.keys(s.data).sort()]));
       assert.deepEqual(keys, {
-        'tote-controller-tls': ['ca.crt', 'tls.crt', 'tls.key'],
-        'tote-agent-tls': ['ca.crt', 'node-a.crt', 'node-a.key', 'node-b.crt', 'node-b.key'],
-        'tote-transfer-signing': ['private.pem', 'public.pem'],
+        'Secret/tote-controller-tls': ['ca.crt', 'tls.crt', 'tls.key'],
+        'Secret/tote-agent-tls': ['ca.crt', 'node-a.crt', 'node-a.key', 'node-b.crt', 'node-b.key'],
+        'Secret/tote-transfer-signing': ['private.pem'],
+        'ConfigMap/tote-transfer-verify': ['public.pem'],
       });
+      const verify = objects.find((o) => o.kind === 'ConfigMap')?.data['public.pem'] ?? '';
+      assert.equal(verify, read('signing/public.pem').toString(), 'the ConfigMap holds the public key as written');
     });
   });
 });

@@ -73,7 +73,8 @@ describe('registry client against docker-registry (htpasswd, TLS)', () => {
     const ref = `${registry.host}/backup/app:v1`;
     const result = await client().push(ref, image.root, memorySource(image));
     assert.equal(result.digest, image.root.digest);
-    assert.equal(result.reference, `${ref}@${image.root.digest}`);
+    assert.equal(result.reference, `${registry.host}/backup/app@${image.root.digest}`);
+    assert.equal(result.tag, 'v1');
     assert.equal(result.blobsUploaded, 5);
     assert.equal(result.manifestsUploaded, 1);
     await assertSkopeoSees(ref, image);

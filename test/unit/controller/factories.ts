@@ -3,7 +3,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy, SalvageRecord, SalvageRecordStatus } from '../../../src/api/index.ts';
 import { defaultPolicy } from '../../../src/controller/policy/effective-policy.ts';
 import type { EffectivePolicy } from '../../../src/controller/policy/effective-policy.ts';
-import type { RecordObservation } from '../../../src/controller/record/record-machine.ts';
+import type { RecordObservation, WaitingPod } from '../../../src/controller/record/record-machine.ts';
 
 export const digest = `sha256:${'5b0bcabd'.repeat(8)}`;
 export const now = new Date('2026-11-22T10:00:00Z');
@@ -28,12 +28,23 @@ export function policy(overrides: Partial<EffectivePolicy> = {}): EffectivePolic
   return { ...defaultPolicy, name: 'p', uid: 'pol-uid', ...overrides };
 }
 
+export function waitingPod(overrides: Partial<WaitingPod> = {}): WaitingPod {
+  return {
+    name: 'app-1',
+    uid: 'pod-1',
+    owned: true,
+    references: ['registry.example.com/team/app:1.4'],
+    pullsAlways: false,
+    ...overrides,
+  };
+}
+
 export function observation(overrides: Partial<RecordObservation> = {}): RecordObservation {
   return {
     now,
     policy: policy(),
     target: { exists: true, agentAlive: true, platform: 'linux/amd64', image: 'absent' },
-    pods: [{ name: 'app-1', uid: 'pod-1', owned: true }],
+    pods: [waitingPod()],
     ...overrides,
   };
 }

@@ -6,9 +6,10 @@ import {
   maxHistory,
   retryDelayMs,
   retryPendingMs,
+  wantedReferences,
 } from '../../../src/controller/record/record-machine.ts';
 import type { RecordAction, TransferObservation } from '../../../src/controller/record/record-machine.ts';
-import { digest, now, observation, policy, record } from './factories.ts';
+import { digest, now, observation, policy, record, waitingPod } from './factories.ts';
 
 const types = (actions: RecordAction[]) => actions.map((a) => a.type);
 const transfer = (overrides: Partial<TransferObservation> = {}): TransferObservation => ({
@@ -239,7 +240,9 @@ describe('decide: locating', () => {
 describe('decide: transferring, failures and restarts', () => {
   it('restarts the transfer after a controller restart (nothing tracked in this process)', () => {
     const d = decide(at('Transferring'), observation());
-    assert.deepEqual(d.actions, [{ type: 'startTransfer', source: 'node-a', digest }]);
+    assert.deepEqual(d.actions, [
+      { type: 'startTransfer', source: 'node-a', digest, references: ['registry.example.com/team/app:1.4'] },
+    ]);
     assert.equal(d.status, undefined, 'no status write just to restart');
   });
 
@@ -326,7 +329,12 @@ describe('decide: transferring, failures and restarts', () => {
 
 describe('decide: restart, push and completion', () => {
   it('leaves bare pods alone and says so', () => {
-    const d = decide(at('Restarting'), observation({ pods: [{ name: 'bare', uid: 'pod-1', owned: false }] }));
+    const d = decide(
+      at('Restarting'),
+      observation({
+        pods: [waitingPod({ name: 'bare', owned: false })],
+      }),
+    );
     assert.ok(!types(d.actions).includes('deletePod'));
     assert.ok(d.actions.some((a) => a.type === 'event' && a.reason === 'BarePodLeftAlone'));
     assert.equal(d.status?.phase, 'Completed');
@@ -365,28 +373,89 @@ describe('decide: restart, push and completion', () => {
     assert.deepEqual(p.actions, [{ type: 'startPush', digest }]);
   });
 
-  it('Pushing deletes an owned pod still stuck (a controller died between Restarting’s write and its delete)', () => {
-    const d = decide(at('Pushing'), observation({ policy: policy({ backup }) }));
+  it('Pushing deletes only the pods Restarting recorded (a controller died between its write and its delete)', () => {
+    const recorded = { restartedPods: [{ name: 'app-1', uid: 'pod-1' }] };
+    const d = decide(at('Pushing', recorded), observation({ policy: policy({ backup }) }));
     assert.deepEqual(
       d.actions.filter((a) => a.type === 'deletePod'),
       [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }],
     );
-    const bare = decide(
-      at('Pushing'),
-      observation({ policy: policy({ backup }), pods: [{ name: 'app-1', uid: 'pod-1', owned: false }] }),
+    const replacement = decide(
+      at('Pushing', recorded),
+      observation({ policy: policy({ backup }), pods: [waitingPod({ name: 'app-1', uid: 'pod-2' })] }),
     );
-    assert.ok(!types(bare.actions).includes('deletePod'), 'bare pods are still left alone');
-    const noRestart = decide(at('Pushing'), observation({ policy: policy({ backup, restartPod: false }) }));
-    assert.ok(!types(noRestart.actions).includes('deletePod'), 'restartPod: false is honoured');
+    assert.ok(!types(replacement.actions).includes('deletePod'), 'a replacement pod is never deleted');
+    const unrecorded = decide(at('Pushing', { restartedPods: [] }), observation({ policy: policy({ backup }) }));
+    assert.ok(!types(unrecorded.actions).includes('deletePod'), 'no pod recorded, none deleted');
   });
 
-  it('Completed deletes an owned pod still stuck when the image is complete on the node, without a new status', () => {
-    const done = at('Completed', { completedAt: now.toISOString() });
-    const d = decide(done, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
-    assert.deepEqual(d.actions, [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }]);
-    assert.equal(d.status, undefined);
+  it('Completed never deletes a pod it did not record; one waiting past the kubelet retry is reported once', () => {
+    const done = at('Completed', { completedAt: now.toISOString(), restartedPods: [] });
+    const complete = { target: { exists: true, agentAlive: true, image: 'complete' as const } };
+    const early = decide(done, observation(complete));
+    assert.deepEqual(early.actions, [], 'nothing deleted, nothing reported before the kubelet looked again');
+    assert.equal(early.status, undefined);
+    assert.equal(early.requeueAfterMs, defaultMachineSettings.kubeletRetryMs);
+
+    const later = { ...complete, now: new Date(now.getTime() + defaultMachineSettings.kubeletRetryMs) };
+    const report = decide(done, observation(later));
+    assert.ok(!types(report.actions).includes('deletePod'));
+    assert.deepEqual(types(report.actions).sort(), ['event', 'reportStuck']);
+    const condition = report.status?.conditions?.find((c) => c.type === 'PodsStarted');
+    assert.equal(condition?.status, 'False');
+    assert.equal(condition?.reason, 'StillWaiting');
+    assert.match(condition?.message ?? '', /app-1/);
+    const again = decide({ ...done, status: report.status }, observation(later));
+    assert.deepEqual(again.actions, [], 'reported once, not on every reconcile');
+    assert.equal(again.status, undefined);
+
+    const recorded = decide(
+      at('Completed', { completedAt: now.toISOString(), restartedPods: [{ name: 'app-1', uid: 'pod-1' }] }),
+      observation(complete),
+    );
+    assert.deepEqual(recorded.actions, [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }], 'the recorded intent');
     const unknown = decide(done, observation({ target: { exists: true, agentAlive: true, image: 'unknown' } }));
     assert.ok(!types(unknown.actions).includes('deletePod'), 'not when the image is not known to be there');
+  });
+
+  it('restarts pods once per record: a reopened record leaves waiting pods to the kubelet', () => {
+    const first = decide(at('Restarting'), observation());
+    assert.deepEqual(first.status?.restartedPods, [{ name: 'app-1', uid: 'pod-1' }]);
+    assert.deepEqual(
+      first.actions.filter((a) => a.type === 'deletePod'),
+      [{ type: 'deletePod', name: 'app-1', uid: 'pod-1' }],
+    );
+    const reopened = decide(
+      at('Restarting', { restartedPods: [{ name: 'app-1', uid: 'pod-1' }] }),
+      observation({ pods: [waitingPod({ name: 'app-1', uid: 'pod-9' })] }),
+    );
+    assert.ok(!types(reopened.actions).includes('deletePod'), 'no second round');
+    assert.match(reopened.status?.message ?? '', /restarted pods once already/);
+    assert.equal(reopened.status?.phase, 'Completed');
+  });
+
+  it('never deletes a pod that pulls with imagePullPolicy: Always, and says why it stays stuck', () => {
+    const d = decide(at('Restarting'), observation({ pods: [waitingPod({ pullsAlways: true })] }));
+    assert.ok(!types(d.actions).includes('deletePod'));
+    assert.deepEqual(d.status?.restartedPods, []);
+    const condition = d.status?.conditions?.find((c) => c.type === 'PodsStarted');
+    assert.equal(condition?.reason, 'PullPolicyAlways');
+    assert.ok(d.actions.some((a) => a.type === 'reportStuck' && a.reason === 'PullPolicyAlways'));
+    assert.match(d.status?.message ?? '', /IfNotPresent/);
+    const completed = decide(
+      { ...at('Completed'), status: { ...d.status, completedAt: now.toISOString() } },
+      observation({
+        pods: [waitingPod({ pullsAlways: true })],
+        target: { exists: true, agentAlive: true, image: 'complete' },
+      }),
+    );
+    assert.deepEqual(completed.actions, [], 'already reported, nothing deleted');
+  });
+
+  it('PodsStarted turns True once no pod waits', () => {
+    const d = decide(at('Restarting'), observation({ pods: [waitingPod({ pullsAlways: true })] }));
+    const started = decide({ ...at('Completed'), status: d.status }, observation({ pods: [] }));
+    assert.equal(started.status?.conditions?.find((c) => c.type === 'PodsStarted')?.status, 'True');
   });
 
   it('a failed push still completes the salvage, with the failure in status', () => {
@@ -418,10 +487,7 @@ describe('decide: pods joining, finished records, bounds', () => {
       at('Transferring', { pods: [{ name: 'app-1', uid: 'pod-1' }] }),
       observation({
         transfer: transfer(),
-        pods: [
-          { name: 'app-1', uid: 'pod-1', owned: true },
-          { name: 'app-2', uid: 'pod-2', owned: true },
-        ],
+        pods: [waitingPod(), waitingPod({ name: 'app-2', uid: 'pod-2' })],
       }),
     );
     assert.deepEqual(
@@ -496,5 +562,58 @@ describe('retryPendingMs: a record backing off waits out its nextRetryAt', () =>
   it('other phases handle their own retries', () => {
     for (const phase of ['Pending', 'Transferring', 'Importing', 'Restarting', 'Completed'] as const)
       assert.equal(retryPendingMs(record({ phase, nextRetryAt: at(4_000) }), now), undefined, phase);
+  });
+});
+
+describe('decide: the names the kubelet looks the image up by', () => {
+  const repo = 'registry.example.com/team/app';
+  it("a complete copy lacking a pod's reference is not AlreadyPresent: the import adds the names", () => {
+    const d = decide(
+      at('Locating', { sourceNode: undefined, attempts: 0 }),
+      observation({
+        target: { exists: true, agentAlive: true, image: 'unnamed' },
+        candidates: [{ node: 'node-a' }],
+        transferSlotFree: true,
+        pods: [waitingPod({ references: [`${repo}@${digest}`] })],
+      }),
+    );
+    assert.equal(d.status?.phase, 'Transferring');
+    const start = d.actions.find((a) => a.type === 'startTransfer');
+    assert.deepEqual(start, {
+      type: 'startTransfer',
+      source: 'node-a',
+      digest,
+      references: ['registry.example.com/team/app:1.4', `${repo}@${digest}`],
+    });
+  });
+
+  it('a target holding the whole image under other names is its own source', () => {
+    const d = decide(
+      at('Locating', { sourceNode: undefined, attempts: 0 }),
+      observation({
+        target: { exists: true, agentAlive: true, image: 'unnamed' },
+        candidates: [],
+        transferSlotFree: true,
+      }),
+    );
+    assert.equal(d.status?.sourceNode, 'node-b');
+    assert.ok(d.actions.some((a) => a.type === 'startTransfer' && a.source === 'node-b'));
+  });
+
+  it('a Completed record whose pod waits on a missing name reopens instead of deleting the pod', () => {
+    const d = decide(
+      at('Completed', { completedAt: now.toISOString(), restartedPods: [] }),
+      observation({ target: { exists: true, agentAlive: true, image: 'unnamed' } }),
+    );
+    assert.equal(d.status?.phase, 'Resolving');
+    assert.ok(!types(d.actions).includes('deletePod'));
+  });
+
+  it("wantedReferences: the record's reference and every waiting pod's, once each", () => {
+    const refs = wantedReferences(at('Locating'), [
+      waitingPod({ references: [`${repo}@${digest}`] }),
+      waitingPod({ name: 'app-2', uid: 'pod-2', references: [`${repo}:1.4@${digest}`, `${repo}@${digest}`] }),
+    ]);
+    assert.deepEqual(refs, ['registry.example.com/team/app:1.4', `${repo}@${digest}`, `${repo}:1.4@${digest}`]);
   });
 });

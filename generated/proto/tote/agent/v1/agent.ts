@@ -201,7 +201,11 @@ export interface ImportRequest {
   sourceAddress: string;
   sourceNode: string;
   token: string;
-  /** References to record (tags, e.g. docker.io/library/nginx:1.25); repo@digest and the id record are added. */
+  /**
+   * The references pods use for the image (e.g. docker.io/library/nginx:1.25, repo@sha256:…, repo:tag@sha256:…): the
+   * records a CRI pull of each makes are created (repo:tag for a tag, repo@digest for every repository, the id record),
+   * and the import completes only once CRI's ImageStatus resolves each of them to the image.
+   */
   names: string[];
   /** Refuse plans larger than this; 0 means the agent's default. */
   maxBytes: number;
@@ -265,6 +269,8 @@ export interface PushImageResponse {
   done: boolean;
   /** The pushed reference by digest (repo@digest). */
   pushedReference: string;
+  /** The tag written beside it, when the reference asked for one (empty otherwise). */
+  pushedTag: string;
 }
 
 function createBasePlatform(): Platform {
@@ -2016,7 +2022,7 @@ export const PushImageRequest: MessageFns<PushImageRequest> = {
 };
 
 function createBasePushImageResponse(): PushImageResponse {
-  return { bytesTotal: 0, bytesPushed: 0, bytesSkipped: 0, done: false, pushedReference: "" };
+  return { bytesTotal: 0, bytesPushed: 0, bytesSkipped: 0, done: false, pushedReference: "", pushedTag: "" };
 }
 
 export const PushImageResponse: MessageFns<PushImageResponse> = {
@@ -2035,6 +2041,9 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
     }
     if (message.pushedReference !== "") {
       writer.uint32(42).string(message.pushedReference);
+    }
+    if (message.pushedTag !== "") {
+      writer.uint32(50).string(message.pushedTag);
     }
     return writer;
   },
@@ -2092,6 +2101,14 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
             message.pushedReference = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pushedTag = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2114,6 +2131,7 @@ export const PushImageResponse: MessageFns<PushImageResponse> = {
     message.bytesSkipped = object.bytesSkipped ?? 0;
     message.done = object.done ?? false;
     message.pushedReference = object.pushedReference ?? "";
+    message.pushedTag = object.pushedTag ?? "";
     return message;
   },
 };
