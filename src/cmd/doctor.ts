@@ -12,7 +12,6 @@ import { repositoryOf } from '../controller/pod/node-images.ts';
 import { parseDoctorConfig } from '../runtime/config/index.ts';
 import type { DoctorConfig } from '../runtime/config/index.ts';
 import { KubeClient, loadKubeConfig, resources } from '../runtime/kube.ts';
-import type { ResourceType } from '../runtime/kube.ts';
 import { parseOrExplain } from './run.ts';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
@@ -23,12 +22,6 @@ export interface CheckRow {
   detail: string;
 }
 
-const crdResource: ResourceType = {
-  group: 'apiextensions.k8s.io',
-  version: 'v1',
-  plural: 'customresourcedefinitions',
-  namespaced: false,
-};
 const expectedCrds = ['salvagepolicies.tote.dev', 'salvagerecords.tote.dev'];
 
 interface DoctorContext {
@@ -72,7 +65,7 @@ export async function diagnose(config: DoctorConfig): Promise<CheckRow[]> {
 async function checkCrds(c: DoctorContext): Promise<CheckRow[]> {
   return Promise.all(
     expectedCrds.map(async (name): Promise<CheckRow> => {
-      const crd = await c.kube.getOrUndefined<V1CustomResourceDefinition>(crdResource, name);
+      const crd = await c.kube.getOrUndefined<V1CustomResourceDefinition>(resources.customResourceDefinitions, name);
       if (!crd) return { check: `CRD ${name}`, verdict: 'fail', detail: 'not installed: kubectl apply -k config/crd' };
       const established = crd.status?.conditions?.find((x) => x.type === 'Established')?.status === 'True';
       const served = crd.spec.versions.filter((v) => v.served).map((v) => v.name);

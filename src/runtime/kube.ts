@@ -184,6 +184,16 @@ export const resources = {
   secrets: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
   events: { group: 'events.k8s.io', version: 'v1', plural: 'events', namespaced: true },
+  replicaSets: { group: 'apps', version: 'v1', plural: 'replicasets', namespaced: true },
+  deployments: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
+  statefulSets: { group: 'apps', version: 'v1', plural: 'statefulsets', namespaced: true },
+  daemonSets: { group: 'apps', version: 'v1', plural: 'daemonsets', namespaced: true },
+  customResourceDefinitions: {
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    plural: 'customresourcedefinitions',
+    namespaced: false,
+  },
 } as const satisfies Record<string, ResourceType>;
 
 /** apiVersion string of a resource type ("v1", "coordination.k8s.io/v1"). */

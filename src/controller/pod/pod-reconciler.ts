@@ -4,6 +4,7 @@
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { Annotations, apiVersion, Labels, digestLabelValue, SalvageRecordResource } from '../../api/index.ts';
 import type { SalvagePolicy, SalvageRecord } from '../../api/index.ts';
+import { resources } from '../../runtime/kube.ts';
 import type { ResourceType } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -14,10 +15,10 @@ import { repositoryOf } from './node-images.ts';
 import { decideScope, scopeSubject } from '../policy/policy-match.ts';
 
 const ownerKinds: Record<string, ResourceType> = {
-  ReplicaSet: { group: 'apps', version: 'v1', plural: 'replicasets', namespaced: true },
-  Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
-  StatefulSet: { group: 'apps', version: 'v1', plural: 'statefulsets', namespaced: true },
-  DaemonSet: { group: 'apps', version: 'v1', plural: 'daemonsets', namespaced: true },
+  ReplicaSet: resources.replicaSets,
+  Deployment: resources.deployments,
+  StatefulSet: resources.statefulSets,
+  DaemonSet: resources.daemonSets,
 };
 /** Pod → ReplicaSet → Deployment is as deep as workload ownership goes in practice. */
 const maxOwnerDepth = 2;
