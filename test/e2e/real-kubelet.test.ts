@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import type { V1Pod } from '@kubernetes/client-node';
 import { kubectl, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
-import { registries, registryDigest } from '../support/images.ts';
+import { deleteBlobsFromNode, nodeHasImage, registries, registryDigest } from '../support/images.ts';
 import type { ImageSpec } from '../support/images.ts';
-import { nodeImageDigests, podLogs, useRealCluster } from '../support/real-cluster.ts';
+import { nodeImageDigests, podLogs, removeSnapshots, useRealCluster } from '../support/real-cluster.ts';
 import { apply, deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
 import { trackPods } from '../support/chaos.ts';
 import { ensureTote } from '../support/tote.ts';
-import { podsPath, waitForPod, waitForPodReady, waitingReason, watchUntil } from '../support/wait.ts';
+import { podsPath, waitForAny, waitForPod, waitForPodReady, waitingReason, watchUntil } from '../support/wait.ts';
 
 let env: ClusterEnv;
 
@@ -112,6 +112,41 @@ describe('e2e on real kubelets', () => {
     assert.equal(running.metadata?.uid, uid, 'the same pod, never recreated');
     assert.equal(tracker.deleted.size, 0, 'nothing deleted the bare pod');
     await waitForLogLine(ns.name, 'bare');
+  });
+
+  it('CreateContainerError from a real kubelet: a layer gone from the content store is brought back', async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, {}, t);
+    const image = await lostImage(env, runningImage(`e2e/corrupt-${ns.name}`), ['node-a', 'node-c']);
+    const ref = image.reference(env.sourceRegistry);
+    const layers = image.platforms[0]?.layers ?? [];
+    const top = layers.at(-1);
+    assert.ok(top);
+    // The image record stays on node-c; its top layer is neither unpacked nor in the content store any more.
+    await removeSnapshots(
+      env,
+      'node-c',
+      layers.map((l) => l.diffID),
+      1,
+    );
+    await deleteBlobsFromNode(env.nodeSockets.get('node-c') ?? '', [top.digest]);
+    assert.ok(await nodeHasImage(env.nodeSockets.get('node-c') ?? '', ref), 'the image record stays on node-c');
+
+    await deployment(env, ns.name, 'app', ref, ['node-c']);
+    const stuck = await waitForAny<V1Pod>(env, podsPath(ns.name), (p) => waitingReason(p) === 'CreateContainerError', {
+      labelSelector: 'app=app',
+      timeoutMs: 60_000,
+      what: 'a pod in CreateContainerError',
+    });
+    const waiting = stuck.status?.containerStatuses?.[0]?.state?.waiting;
+    assert.match(waiting?.message ?? '', new RegExp(top.digest), JSON.stringify(waiting));
+
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'Completed', {
+      timeoutMs: 180_000,
+    });
+    assert.equal(record?.spec.reason, 'CreateContainerError');
+    const [pod] = await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 120_000 });
+    await waitForLogLine(ns.name, pod?.metadata?.name ?? '');
   });
 
   it('mixed versions: an image held only by a containerd 2.x node runs on the 1.6 node', async (t) => {

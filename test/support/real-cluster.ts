@@ -4,6 +4,7 @@
 // 1.6, node-b and node-c on 2.x; TOTE_E2E_CONTAINERD overrides), so every story crosses versions one way or the other.
 // A missing kubelet, containerd or busybox fails the run (hack/cluster/up.sh builds or refuses); nothing skips.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { ensureCluster, kubectl } from './cluster.ts';
 import type { ClusterEnv } from './cluster.ts';
@@ -60,4 +61,24 @@ export async function podLogs(env: ClusterEnv, namespace: string, pod: string): 
   const r = await kubectl(env, ['logs', '-n', namespace, pod]);
   if (r.code !== 0) throw new Error(`kubectl logs ${namespace}/${pod}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** Chain IDs of an image's layers, bottom first: the keys of its unpacked snapshots. */
+export function chainIds(diffIDs: string[]): string[] {
+  const out: string[] = [];
+  for (const diffID of diffIDs) {
+    const parent = out.at(-1);
+    out.push(parent ? `sha256:${createHash('sha256').update(`${parent} ${diffID}`).digest('hex')}` : diffID);
+  }
+  return out;
+}
+
+/**
+ * Removes the unpacked snapshots of an image's top `count` layers from a node (top first, as ctr requires): real
+ * containerd then has to unpack those layers again from its content store when a container is created.
+ */
+export async function removeSnapshots(env: ClusterEnv, node: string, diffIDs: string[], count: number): Promise<void> {
+  const snapshotter = env.vars.TOTE_SNAPSHOTTER ?? 'overlayfs';
+  for (const key of chainIds(diffIDs).slice(-count).reverse())
+    await nodeCtr(env, node, ['snapshots', '--snapshotter', snapshotter, 'rm', key]);
 }
