@@ -40,9 +40,19 @@ done
 bin=$("$ROOT/hack/k8s/build.sh")
 kubectl="$bin/kubectl"
 
+# A healthy cluster of the kind asked for is left alone; one of another kind (simulated vs real, other containerd
+# versions) is replaced. An env file from before real nodes existed describes simulated nodes on 1.6.
+env_value() { sed -n "s/^export $1='\(.*\)'\$/\1/p" "$CLUSTER_DIR/env" 2>/dev/null; }
 if "$ROOT/hack/cluster/status.sh" >/dev/null 2>&1; then
-  log "already up ($CLUSTER_DIR/env)"
-  exit 0
+  running_kind=$(env_value TOTE_KUBELET)
+  running_kind=${running_kind:-simulated}
+  running_containerd=$(env_value TOTE_CONTAINERD)
+  [[ -n $running_containerd ]] || running_containerd=$(for n in $(env_value TOTE_NODES); do printf '%s=1.6 ' "$n"; done)
+  if [[ $running_kind == "$kubelet_kind" && ${running_containerd% } == "${containerd_versions[*]}" ]]; then
+    log "already up ($CLUSTER_DIR/env)"
+    exit 0
+  fi
+  log "running: $running_kind nodes (${running_containerd% }); asked for $kubelet_kind (${containerd_versions[*]}): replacing"
 fi
 "$ROOT/hack/cluster/down.sh"
 
