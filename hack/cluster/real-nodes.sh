@@ -57,17 +57,18 @@ real_network_up() {
   fi
 }
 
-# real_containerd_bin NODE — the containerd binary TOTE_CONTAINERD chooses for NODE ("2", "1.6" or "node=version …").
+# real_containerd_version NODE DEFAULT — the containerd version TOTE_CONTAINERD chooses for NODE ("2", "1.6", or per
+# node "node-a=1.6 node-b=2"; a node it does not name gets DEFAULT).
 real_containerd_version() {
-  local spec=${TOTE_CONTAINERD:-2} n=$1 word v=''
-  for word in $spec; do
+  local n=$1 word v=$2
+  for word in ${TOTE_CONTAINERD:-}; do
     if [[ $word == *=* ]]; then
       [[ ${word%%=*} == "$n" ]] && v=${word#*=}
     else
       v=$word
     fi
   done
-  case "${v:-2}" in
+  case "$v" in
     2 | 2.x) echo 2 ;;
     1.6) echo 1.6 ;;
     *) die "TOTE_CONTAINERD: unknown version '$v' for $n (2 or 1.6)" ;;

@@ -24,11 +24,12 @@ case "$kubelet_kind" in
 esac
 # shellcheck source=hack/cluster/real-nodes.sh
 source "$ROOT/hack/cluster/real-nodes.sh"
-[[ $kubelet_kind == real ]] || TOTE_CONTAINERD=${TOTE_CONTAINERD:-1.6}
+default_containerd=2
+[[ $kubelet_kind == real ]] || default_containerd=1.6
 declare -A containerd_bin
 containerd_versions=()
 for n in "${nodes[@]}"; do
-  v=$(real_containerd_version "$n")
+  v=$(real_containerd_version "$n" "$default_containerd")
   containerd_versions+=("$n=$v")
   if [[ $v == 2 ]]; then
     containerd_bin[$n]=$("$ROOT/hack/containerd/build.sh")
