@@ -66,6 +66,9 @@ describe('e2e on real kubelets', () => {
       const name = pod.metadata?.name ?? '';
       assert.match(pod.status?.podIP ?? '', /^10\.\d+\.\d+\.\d+$/, `${name} has a real pod IP`);
       assert.match(await waitForLogLine(ns.name, name), new RegExp(`tote e2e: running in ${name}`));
+      // kubectl exec, through the API server and the node's kubelet, into the salvaged image's own busybox.
+      const exec = await kubectl(env, ['exec', '-n', ns.name, name, '--', '/bin/busybox', 'hostname']);
+      assert.equal(exec.stdout.trim(), name, exec.stderr);
       const node = pod.spec?.nodeName ?? '';
       assert.ok(
         (await nodeImageDigests(env, node)).has(image.target.digest),
