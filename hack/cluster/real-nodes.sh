@@ -233,18 +233,32 @@ real_shim_sockets() {
     if (match($0, /pid=[0-9]+/) && index(pids, " " substr($0, RSTART + 4, RLENGTH - 4) " ")) print $5 }'
 }
 
+# Pod network namespaces (/run/netns/cni-*, made by containerd) of this cluster's pods.
+real_pod_netns() {
+  local o ns
+  o=$(sed -n 's/^octet=//p' "$CLUSTER_DIR/network" 2>/dev/null || true)
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ { print $1 }'); do
+    if { [[ -n $o ]] && ip -n "$ns" -4 -o addr show 2>/dev/null | grep -q " 10\.$o\."; } ||
+      grep -qs "/netns/$ns\"" /var/lib/cni/results/tote-"$REAL_TAG"-*; then
+      echo "$ns"
+    fi
+  done
+}
+
 # Everything else, after the processes are gone: namespaces (veths and the CNI bridges go with them), pod namespaces
 # made by containerd, the host bridge, cgroups, CNI cache, log symlinks; finally the host sysctls when no other real
 # cluster is left.
 real_cleanup() {
   local o ns f cg
-  o=$(sed -n 's/^octet=//p' "$CLUSTER_DIR/network" 2>/dev/null || true)
+  # Pods' namespaces first, while their eth0 (whose peer lives in the node's namespace) still shows a cluster address;
+  # failing that, when libcni's cache of this cluster names them.
+  for ns in $(real_pod_netns); do
+    umount "/run/netns/$ns" 2>/dev/null || umount -l "/run/netns/$ns" 2>/dev/null || true
+    rm -f "/run/netns/$ns"
+  done
   for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
     if [[ $ns == tote-$REAL_TAG-* ]]; then
       ip netns delete "$ns" 2>/dev/null || umount -l "/run/netns/$ns" 2>/dev/null || true
-      rm -f "/run/netns/$ns"
-    elif [[ $ns == cni-* && -n $o ]] && ip -n "$ns" -4 -o addr show 2>/dev/null | grep -q " 10\.$o\."; then
-      umount "/run/netns/$ns" 2>/dev/null || umount -l "/run/netns/$ns" 2>/dev/null || true
       rm -f "/run/netns/$ns"
     fi
   done
@@ -289,6 +303,7 @@ real_leftovers() {
   ip netns list 2>/dev/null | awk -v p="tote-$REAL_TAG-" 'index($1, p) == 1 { print "netns " $1 }'
   ip link show "$REAL_BRIDGE" >/dev/null 2>&1 && echo "bridge $REAL_BRIDGE"
   ip -o link show 2>/dev/null | awk -F': ' -v p="tv$REAL_TAG" 'index($2, p) == 1 { print "veth " $2 }'
+  real_pod_netns | sed 's/^/pod netns /'
   for cg in /sys/fs/cgroup/*/tote-"$REAL_TAG"-*; do [[ -d $cg ]] && echo "cgroup $cg"; done
   true
 }

@@ -113,6 +113,16 @@ describe('real-node cluster lifecycle', () => {
       });
     for (const node of env.nodes) await waitForPodReady(env, 'default', `sleeper-${node}`, { timeoutMs: 60_000 });
 
+    // The pods' network namespaces, told apart from other clusters' by their addresses while they are alive.
+    const octet = /octet=(\d+)/.exec(readFileSync(join(dir, 'network'), 'utf8'))?.[1];
+    const podNetns: string[] = [];
+    for (const ns of (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '')) {
+      if (!ns.startsWith('cni-')) continue;
+      const addresses = (await run('ip', ['-n', ns, '-4', '-o', 'addr', 'show'])).stdout;
+      if (addresses.includes(` 10.${octet}.`)) podNetns.push(ns);
+    }
+    assert.equal(podNetns.length, env.nodes.length, 'one pod network namespace per running pod');
+
     // The crash: every process of the cluster SIGKILLed at once, pid files lost.
     for (const line of clusterProcesses().filter((p) => p.includes(`${dir}/`))) {
       try {
@@ -127,6 +137,12 @@ describe('real-node cluster lifecycle', () => {
     await script('down.sh');
     t.diagnostic(`cluster-up ${upMs} ms; cluster-down after the crash ${Date.now() - downBegan} ms`);
     assert.deepEqual(await leftovers(), []);
+    const netnsAfter = (await run('ip', ['netns', 'list'])).stdout;
+    assert.deepEqual(
+      podNetns.filter((ns) => netnsAfter.includes(ns)),
+      [],
+      'pod network namespaces removed',
+    );
     assert.equal(await hostIptables(), iptablesBefore, 'host iptables unchanged');
     // Host sysctls come back when the last real cluster goes (another, such as the e2e tier's, keeps them set).
     const others = (await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => /^tote-[0-9a-f]{4}-/.test(l));
