@@ -3,8 +3,7 @@
 
 .PHONY: test-e2e e2e-down
 
-test-e2e: node_modules/.package-lock.json ## The e2e tier only, on real kubelets (node-a containerd 1.6, node-b/c 2.x)
-	bash hack/install-deps.sh
+test-e2e: deps ## The e2e tier only, on real kubelets (node-a containerd 1.6, node-b/c 2.x)
 	$(NODE) --test --test-reporter=spec --test-concurrency=1 --test-timeout=900000 'test/e2e/*.test.ts'
 
 e2e-down: node_modules/.package-lock.json ## Stop tote and the e2e cluster
