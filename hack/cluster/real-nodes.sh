@@ -92,7 +92,12 @@ real_node_prepare() {
   ip -n "$ns" link set lo up
   ip link set "$veth" master "$REAL_BRIDGE" up
 
-  # The kubelet wants its cgroup root in every v1 hierarchy, cpuset filled in from the parent.
+  # The kubelet wants its cgroup root in every v1 hierarchy, cpuset filled in from the parent. On a cgroup v2 host
+  # (not the development machine's case, so not exercised there) one directory with the controllers delegated.
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    mkdir -p "/sys/fs/cgroup/tote-$REAL_TAG-$n"
+    for c in cpuset cpu io memory hugetlb pids; do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true; done
+  fi
   for c in "${REAL_CGROUP_CONTROLLERS[@]}"; do
     [[ -d /sys/fs/cgroup/$c ]] || continue
     cg="/sys/fs/cgroup/$c/tote-$REAL_TAG-$n"
@@ -193,7 +198,8 @@ real_node_start() {
 
 # Every pid in this cluster's cgroup roots: the containers, which outlive their shims.
 real_cgroup_pids() {
-  find /sys/fs/cgroup/*/tote-"$REAL_TAG"-* -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
+  find /sys/fs/cgroup/tote-"$REAL_TAG"-* /sys/fs/cgroup/*/tote-"$REAL_TAG"-* -name cgroup.procs -exec cat {} + 2>/dev/null |
+    sort -u
 }
 
 # Kubelets of this cluster, found by their command line (pid files may be gone after a crash).
@@ -263,7 +269,7 @@ real_cleanup() {
     fi
   done
   ip link delete "$REAL_BRIDGE" 2>/dev/null || true
-  for cg in /sys/fs/cgroup/*/tote-"$REAL_TAG"-*; do
+  for cg in /sys/fs/cgroup/tote-"$REAL_TAG"-* /sys/fs/cgroup/*/tote-"$REAL_TAG"-*; do
     [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
   done
   # libcni's cache: <network>-<sandbox id>-<interface>; containerd adds its own loopback network per sandbox.
@@ -304,6 +310,8 @@ real_leftovers() {
   ip link show "$REAL_BRIDGE" >/dev/null 2>&1 && echo "bridge $REAL_BRIDGE"
   ip -o link show 2>/dev/null | awk -F': ' -v p="tv$REAL_TAG" 'index($2, p) == 1 { print "veth " $2 }'
   real_pod_netns | sed 's/^/pod netns /'
-  for cg in /sys/fs/cgroup/*/tote-"$REAL_TAG"-*; do [[ -d $cg ]] && echo "cgroup $cg"; done
+  for cg in /sys/fs/cgroup/tote-"$REAL_TAG"-* /sys/fs/cgroup/*/tote-"$REAL_TAG"-*; do
+    [[ -d $cg ]] && echo "cgroup $cg"
+  done
   true
 }

@@ -69,9 +69,12 @@ async function leftovers(): Promise<string[]> {
   found.push(...netns.split('\n').filter((l) => l.startsWith(`tote-${tag}-`)));
   const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
   found.push(...links.split('\n').filter((l) => l.includes(`: tb${tag}`) || l.includes(`: tv${tag}`)));
-  for (const hierarchy of readdirSync('/sys/fs/cgroup'))
-    for (const entry of readdirSync(join('/sys/fs/cgroup', hierarchy)).filter((e) => e.startsWith(`tote-${tag}-`)))
-      found.push(`cgroup ${hierarchy}/${entry}`);
+  // cgroup v1: /sys/fs/cgroup/<hierarchy>/tote-<tag>-<node>; v2: /sys/fs/cgroup/tote-<tag>-<node>.
+  for (const top of readdirSync('/sys/fs/cgroup', { withFileTypes: true }).filter((e) => e.isDirectory())) {
+    if (top.name.startsWith(`tote-${tag}-`)) found.push(`cgroup ${top.name}`);
+    for (const entry of readdirSync(join('/sys/fs/cgroup', top.name)).filter((e) => e.startsWith(`tote-${tag}-`)))
+      found.push(`cgroup ${top.name}/${entry}`);
+  }
   found.push(
     ...readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
