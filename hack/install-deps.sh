@@ -24,5 +24,5 @@ fi
 # The control plane is built from source with the machine's Go (>= 1.26, GOPROXY as configured on the machine).
 command -v go >/dev/null || { echo "install-deps: Go >= 1.26 is required to build the control plane" >&2; exit 1; }
 "$here/k8s/build.sh" >/dev/null
-# containerd 2.x for real nodes and the agent's conformance matrix (the e2e tier runs it).
+# containerd 2.x for real nodes and the agent's conformance matrix (the real-kubelet stories run it).
 "$here/containerd/build.sh" >/dev/null

@@ -1,5 +1,5 @@
 // Real nodes come up quickly and leave nothing behind, even when every process of the cluster was SIGKILLed and its
-// pid files are gone. Runs a cluster of its own (<TOTE_E2E_CLUSTER_DIR>-lifecycle) beside the e2e tier's, and checks
+// pid files are gone. Runs a cluster of its own (<TOTE_REAL_CLUSTER_DIR>-lifecycle) beside the other real-kubelet stories', and checks
 // the host with its own tools (/proc, ip, iptables-save, sysctl, the cgroup tree), not through the harness.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -147,7 +147,7 @@ describe('real-node cluster lifecycle', () => {
       'pod network namespaces removed',
     );
     assert.equal(await hostIptables(), iptablesBefore, 'host iptables unchanged');
-    // Host sysctls come back when the last real cluster goes (another, such as the e2e tier's, keeps them set).
+    // Host sysctls come back when the last real cluster goes (another, such as the stories' cluster, keeps them set).
     const others = (await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => /^tote-[0-9a-f]{4}-/.test(l));
     if (!others) {
       assert.deepEqual(await sysctls(), originals);

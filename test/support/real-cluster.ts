@@ -1,7 +1,7 @@
-// The e2e tier's cluster: real kubelets v1.36.3 in their own network namespaces (TOTE_KUBELET=real, docs/cluster.md),
+// The cluster of the stories on real kubelets (test/e2e/real-*.test.ts): real kubelets v1.36.3 in their own network namespaces (TOTE_KUBELET=real, docs/cluster.md),
 // in a state directory of its own so it never disturbs the simulated cluster that integration tests share:
-// TOTE_E2E_CLUSTER_DIR (default /tmp/tote-e2e). Its nodes run mixed containerd versions by default (node-a on Debian's
-// 1.6, node-b and node-c on 2.x; TOTE_E2E_CONTAINERD overrides), so every story crosses versions one way or the other.
+// TOTE_REAL_CLUSTER_DIR (default /tmp/tote-real). Its nodes run mixed containerd versions by default (node-a on Debian's
+// 1.6, node-b and node-c on 2.x; TOTE_REAL_CONTAINERD overrides), so every story crosses versions one way or the other.
 // A missing kubelet, containerd or busybox fails the run (hack/cluster/up.sh builds or refuses); nothing skips.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,8 +12,8 @@ import { acquireLock, useClusterDir } from './chaos.ts';
 
 const run = promisify(execFile);
 
-export const realClusterDir = process.env.TOTE_E2E_CLUSTER_DIR ?? '/tmp/tote-e2e';
-export const realClusterContainerd = process.env.TOTE_E2E_CONTAINERD ?? 'node-a=1.6 node-b=2 node-c=2';
+export const realClusterDir = process.env.TOTE_REAL_CLUSTER_DIR ?? '/tmp/tote-real';
+export const realClusterContainerd = process.env.TOTE_REAL_CONTAINERD ?? 'node-a=1.6 node-b=2 node-c=2';
 
 /**
  * Points this process at the real-node cluster and starts it unless it runs (serialised with a lock file: several
