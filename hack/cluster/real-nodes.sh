@@ -231,12 +231,20 @@ real_kill_containers() {
   fi
 }
 
-# Unix sockets our shims listen on under /run/containerd/s (named by a hash, so found through their owners).
+# Sockets of this cluster's shims under /run/containerd/s (a shim does not remove its own when it is killed). containerd
+# names them sha256("<its socket>/<namespace>/<shim id>"); the shim ids are the task directories in its state, which
+# outlive a crash.
 real_shim_sockets() {
-  local pids
-  pids=" $(cluster_pids | tr '\n' ' ') "
-  ss -xlpn 2>/dev/null | awk -v pids="$pids" '$5 ~ "^/run/containerd/s/" {
-    if (match($0, /pid=[0-9]+/) && index(pids, " " substr($0, RSTART + 4, RLENGTH - 4) " ")) print $5 }'
+  local d t h
+  for d in "$CLUSTER_DIR"/nodes/*; do
+    for t in "$d"/state/io.containerd.runtime.v2.task/*/*; do
+      [[ -d $t ]] || continue
+      h=$(printf '%s' "$d/containerd.sock/$(basename "$(dirname "$t")")/$(basename "$t")" | sha256sum | cut -c1-64)
+      [[ -e /run/containerd/s/$h ]] && echo "/run/containerd/s/$h"
+      [[ -e /run/containerd/s/$h.debug ]] && echo "/run/containerd/s/$h.debug"
+    done
+  done
+  true
 }
 
 # Pod network namespaces (/run/netns/cni-*, made by containerd) of this cluster's pods.

@@ -34,6 +34,12 @@ async function sysctls(): Promise<string[]> {
     .map((l) => l.replace(' = ', '='));
 }
 
+/** The shims' sockets, named by a hash, in containerd's fixed directory. */
+function shimSockets(): string[] {
+  const dir = '/run/containerd/s';
+  return existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)) : [];
+}
+
 /** Host iptables rules without counters and comments (the kubelets' chains must stay inside node namespaces). */
 async function hostIptables(): Promise<string> {
   const { stdout } = await run('iptables-save');
@@ -92,6 +98,7 @@ describe('real-node cluster lifecycle', () => {
       ? readFileSync('/run/tote-real-nodes/sysctls', 'utf8').trim().split('\n')
       : await sysctls();
     const iptablesBefore = await hostIptables();
+    const shimSocketsBefore = new Set(shimSockets());
 
     const began = Date.now();
     await script('up.sh');
@@ -126,6 +133,10 @@ describe('real-node cluster lifecycle', () => {
     }
     assert.equal(podNetns.length, env.nodes.length, 'one pod network namespace per running pod');
 
+    // Sockets of the shims started for those pods (no other cluster here runs containers, so the new ones are ours).
+    const ourShimSockets = shimSockets().filter((f) => !shimSocketsBefore.has(f));
+    assert.ok(ourShimSockets.length > 0, 'the pods have shims with sockets in /run/containerd/s');
+
     // The crash: every process of the cluster SIGKILLed at once, pid files lost.
     for (const line of clusterProcesses().filter((p) => p.includes(`${dir}/`))) {
       try {
@@ -140,6 +151,11 @@ describe('real-node cluster lifecycle', () => {
     await script('down.sh');
     t.diagnostic(`cluster-up ${upMs} ms; cluster-down after the crash ${Date.now() - downBegan} ms`);
     assert.deepEqual(await leftovers(), []);
+    assert.deepEqual(
+      ourShimSockets.filter((f) => existsSync(f)),
+      [],
+      'shim sockets removed',
+    );
     const netnsAfter = (await run('ip', ['netns', 'list'])).stdout;
     assert.deepEqual(
       podNetns.filter((ns) => netnsAfter.includes(ns)),
