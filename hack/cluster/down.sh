@@ -4,6 +4,14 @@
 set -euo pipefail
 # shellcheck source=hack/cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=hack/cluster/real-nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/real-nodes.sh"
+
+# Real nodes first: kubelets (they would restart containers), then the containers themselves (found through the
+# cluster's cgroup roots: they outlive shims and daemons). Remember the shims' sockets before they go.
+real_stop_kubelets
+real_kill_containers
+mapfile -t shim_sockets < <(real_shim_sockets)
 
 # Ask politely first: recorded pids, in reverse start order (simulator before containerd, apiserver before etcd).
 if [[ -d $PIDS ]]; then
@@ -36,6 +44,10 @@ while read -r m; do
   umount "$m" 2>/dev/null || umount -l "$m" || log "could not unmount $m"
 done < <(cluster_mounts)
 if [[ -n $(cluster_mounts) ]]; then die "mounts left under $CLUSTER_DIR: $(cluster_mounts | tr '\n' ' ')"; fi
+((${#shim_sockets[@]} == 0)) || rm -f "${shim_sockets[@]}"
+real_cleanup
+left=$(real_leftovers)
+[[ -z $left ]] || die "left behind: $(tr '\n' ' ' <<<"$left")"
 
 rm -rf "$CLUSTER_DIR"  # (a no-op when it is already gone; processes were looked for anyway)
 log "cluster at $CLUSTER_DIR is down"

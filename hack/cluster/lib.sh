@@ -72,3 +72,58 @@ cluster_pids() {
 cluster_mounts() {
   awk -v d="$CLUSTER_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r
 }
+
+# registry_hosts NODE_DIR HOST:PORT http|https — containerd's certs.d entry for one registry (https trusts the test CA).
+# Both `server` and a matching [host] table: containerd 1.6 rejects a file with only `server`.
+registry_hosts() {
+  local d=$1 host=$2 scheme=$3
+  mkdir -p "$d/certs.d/$host"
+  {
+    echo "server = \"$scheme://$host\""
+    echo "[host.\"$scheme://$host\"]"
+    echo '  capabilities = ["pull", "resolve"]'
+    [[ $scheme == http ]] || echo "  ca = \"$PKI/ca.crt\""
+  } >"$d/certs.d/$host/hosts.toml"
+}
+
+# containerd_config NODE_DIR SNAPSHOTTER SANDBOX_IMAGE [RUNC_ROOT] — a node's containerd config (version 2, which
+# containerd 2.x migrates in memory): own root, state, socket, CNI and registry hosts under NODE_DIR. With RUNC_ROOT
+# (real nodes) runc keeps its state there instead of the shared /run/containerd/runc.
+containerd_config() {
+  local d=$1 snapshotter=$2 sandbox=$3 runc_root=${4:-}
+  cat >"$d/config.toml" <<EOF
+version = 2
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$d/containerd.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  sandbox_image = "$sandbox"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "$snapshotter"
+    discard_unpacked_layers = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$d/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$d/certs.d"
+EOF
+  if [[ -n $runc_root ]]; then
+    cat >>"$d/config.toml" <<EOF
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      Root = "$runc_root"
+      SystemdCgroup = false
+EOF
+  fi
+}

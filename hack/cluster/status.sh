@@ -14,9 +14,11 @@ done
 # shellcheck source=/dev/null
 source "$CLUSTER_DIR/env"
 port=$(sed -n 's/^apiserver=//p' "$CLUSTER_DIR/ports")
+host=$(sed -n 's/^api_host=//p' "$CLUSTER_DIR/ports")
+host=${host:-127.0.0.1}
 if curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-  "https://127.0.0.1:$port/readyz" >/dev/null; then
-  echo "kube-apiserver: ready on 127.0.0.1:$port"
+  "https://$host:$port/readyz" >/dev/null; then
+  echo "kube-apiserver: ready on $host:$port"
 else
   echo "kube-apiserver: NOT READY"
   ok=false

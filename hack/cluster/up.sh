@@ -2,11 +2,14 @@
 # Starts tote's local test cluster on 127.0.0.1 (see docs/cluster.md):
 #   etcd, kube-apiserver (RBAC, real certificates), kube-controller-manager, kube-scheduler, tote's CRDs,
 #   one containerd daemon per node, a source registry (plain HTTP, deletable) and a backup registry (TLS + htpasswd),
-#   and the node simulator that plays the kubelet's part for every node.
+#   and per node either the node simulator (TOTE_KUBELET=simulated, the default) or a real kubelet in the node's own
+#   network namespace (TOTE_KUBELET=real, hack/cluster/real-nodes.sh).
 # Idempotent: a healthy cluster is left alone; anything else (half-started, crashed, stale) is cleaned up first.
 # Settings (environment): TOTE_CLUSTER_DIR (/tmp/tote-cluster), TOTE_NODES ("node-a node-b node-c"),
 #   TOTE_SIM_PULL_BACKOFF_INITIAL / TOTE_SIM_PULL_BACKOFF_MAX (the kubelet's 10s / 300s), TOTE_SIM_RESYNC (2s),
-#   TOTE_CRD_DIR (CRDs to install, default crds/), TOTE_CACHE (binary cache, see hack/k8s/build.sh).
+#   TOTE_CRD_DIR (CRDs to install, default crds/), TOTE_CACHE (binary cache, see hack/k8s/build.sh),
+#   TOTE_KUBELET (simulated | real), TOTE_CONTAINERD (1.6 | 2, or per node "node-a=1.6 node-b=2"; the default is 1.6
+#   for simulated nodes and 2 for real ones; 2 is built by hack/containerd/build.sh).
 set -euo pipefail
 # shellcheck source=hack/cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -14,17 +17,57 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 read -r -a nodes <<<"${TOTE_NODES:-node-a node-b node-c}"
 [[ ${#nodes[@]} -gt 0 ]] || die "TOTE_NODES is empty"
 
+kubelet_kind=${TOTE_KUBELET:-simulated}
+case "$kubelet_kind" in
+  simulated | real) ;;
+  *) die "TOTE_KUBELET must be simulated or real, got '$kubelet_kind'" ;;
+esac
+# shellcheck source=hack/cluster/real-nodes.sh
+source "$ROOT/hack/cluster/real-nodes.sh"
+default_containerd=2
+[[ $kubelet_kind == real ]] || default_containerd=1.6
+declare -A containerd_bin
+containerd_versions=()
+for n in "${nodes[@]}"; do
+  v=$(real_containerd_version "$n" "$default_containerd")
+  containerd_versions+=("$n=$v")
+  if [[ $v == 2 ]]; then
+    containerd_bin[$n]=$("$ROOT/hack/containerd/build.sh")
+  else
+    containerd_bin[$n]=/usr/bin/containerd
+  fi
+done
+
 bin=$("$ROOT/hack/k8s/build.sh")
 kubectl="$bin/kubectl"
 
+# A healthy cluster of the kind asked for is left alone; one of another kind (simulated vs real, other containerd
+# versions) is replaced. An env file from before real nodes existed describes simulated nodes on 1.6.
+env_value() { sed -n "s/^export $1='\(.*\)'\$/\1/p" "$CLUSTER_DIR/env" 2>/dev/null; }
 if "$ROOT/hack/cluster/status.sh" >/dev/null 2>&1; then
-  log "already up ($CLUSTER_DIR/env)"
-  exit 0
+  running_kind=$(env_value TOTE_KUBELET)
+  running_kind=${running_kind:-simulated}
+  running_containerd=$(env_value TOTE_CONTAINERD)
+  [[ -n $running_containerd ]] || running_containerd=$(for n in $(env_value TOTE_NODES); do printf '%s=1.6 ' "$n"; done)
+  if [[ $running_kind == "$kubelet_kind" && ${running_containerd% } == "${containerd_versions[*]}" ]]; then
+    log "already up ($CLUSTER_DIR/env)"
+    exit 0
+  fi
+  log "running: $running_kind nodes (${running_containerd% }); asked for $kubelet_kind (${containerd_versions[*]}): replacing"
 fi
 "$ROOT/hack/cluster/down.sh"
 
 began=$SECONDS
 mkdir -p "$PIDS" "$LOGS" "$PKI"
+
+# Real nodes live in network namespaces: the API server and the registries listen on the host bridge's address, which
+# host processes and every node reach alike. Simulated nodes need only loopback.
+host_ip=127.0.0.1
+if [[ $kubelet_kind == real ]]; then
+  octet=$(real_octet)
+  real_network_up "$octet"
+  host_ip="10.$octet.0.1"
+fi
 
 # --- ports -----------------------------------------------------------------------------------------------------------
 # The kernel hands out free ports; they are released just before use, so a collision needs another process to grab
@@ -38,6 +81,7 @@ cat >"$CLUSTER_DIR/ports" <<EOF
 etcd=$p_etcd
 etcd_peer=$p_etcd_peer
 apiserver=$p_api
+api_host=$host_ip
 source_registry=$p_source
 backup_registry=$p_backup
 EOF
@@ -55,9 +99,11 @@ issue() { # issue NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
     -out "$PKI/$1.crt" -extfile <(printf '%b' "$ext") 2>/dev/null
 }
 issue apiserver "/CN=kube-apiserver" serverAuth \
-  "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  "IP:127.0.0.1,IP:$host_ip,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 issue admin "/O=system:masters/CN=admin" clientAuth
-issue registry "/CN=tote-backup-registry" serverAuth "IP:127.0.0.1,DNS:localhost"
+issue registry "/CN=tote-backup-registry" serverAuth "IP:127.0.0.1,IP:$host_ip,DNS:localhost"
+# The API server's client certificate towards kubelets (logs, exec): a superuser, authorized by the kubelets' webhook.
+issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$PKI/sa.key"
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 
@@ -79,7 +125,7 @@ storage:
   delete: { enabled: true }
   maintenance: { uploadpurging: { enabled: false } }
 http:
-  addr: 127.0.0.1:$p_source
+  addr: $host_ip:$p_source
 EOF
 htpasswd -Bbn tote "$registry_password" >"$CLUSTER_DIR/registry/backup/htpasswd" 2>/dev/null
 cat >"$CLUSTER_DIR/registry/backup/config.yml" <<EOF
@@ -92,7 +138,7 @@ storage:
 auth:
   htpasswd: { realm: tote-backup, path: $CLUSTER_DIR/registry/backup/htpasswd }
 http:
-  addr: 127.0.0.1:$p_backup
+  addr: $host_ip:$p_backup
   tls: { certificate: $PKI/registry.crt, key: $PKI/registry.key }
 EOF
 start registry-source docker-registry serve "$CLUSTER_DIR/registry/source/config.yml"
@@ -109,54 +155,38 @@ fi
 rm -rf "$probe"
 
 node_sockets=()
+node_netns=()
+[[ $kubelet_kind == simulated ]] || "$NODE" "$ROOT/hack/cluster/pause-image.ts" "$REAL_PAUSE_IMAGE" "$CLUSTER_DIR/pause.tar"
+i=0
 for n in "${nodes[@]}"; do
   d="$CLUSTER_DIR/nodes/$n"
-  mkdir -p "$d/root" "$d/state" "$d/opt" "$d/cni" "$d/certs.d/127.0.0.1:$p_source" "$d/certs.d/127.0.0.1:$p_backup"
-  cat >"$d/certs.d/127.0.0.1:$p_source/hosts.toml" <<EOF
-server = "http://127.0.0.1:$p_source"
-[host."http://127.0.0.1:$p_source"]
-  capabilities = ["pull", "resolve"]
-EOF
-  cat >"$d/certs.d/127.0.0.1:$p_backup/hosts.toml" <<EOF
-server = "https://127.0.0.1:$p_backup"
-[host."https://127.0.0.1:$p_backup"]
-  capabilities = ["pull", "resolve"]
-  ca = "$PKI/ca.crt"
-EOF
-  cat >"$d/config.toml" <<EOF
-version = 2
-root = "$d/root"
-state = "$d/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$d/containerd.sock"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  sandbox_image = "tote.invalid/pause:never-pulled"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "$snapshotter"
-    discard_unpacked_layers = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$d/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$d/certs.d"
-EOF
-  start "containerd-$n" containerd --config "$d/config.toml"
+  mkdir -p "$d/root" "$d/state" "$d/opt" "$d/cni"
+  registry_hosts "$d" "$host_ip:$p_source" http
+  registry_hosts "$d" "$host_ip:$p_backup" https
+  if [[ $kubelet_kind == real ]]; then
+    containerd_config "$d" "$snapshotter" "$REAL_PAUSE_IMAGE" "$d/runc"
+    real_node_prepare "$n" "$i" "$octet" "${containerd_bin[$n]}" "https://$host_ip:$p_api"
+    real_containerd_start "$n"
+    node_netns+=("$n=$(real_netns "$n")")
+  else
+    containerd_config "$d" "$snapshotter" tote.invalid/pause:never-pulled
+    start "containerd-$n" env PATH="$(dirname "${containerd_bin[$n]}"):$PATH" "${containerd_bin[$n]}" \
+      --config "$d/config.toml"
+  fi
   node_sockets+=("$n=$d/containerd.sock")
+  i=$((i + 1))
 done
 
 COMPONENT=etcd wait_until 30 "etcd" curl -sf "http://127.0.0.1:$p_etcd/readyz"
 
-start kube-apiserver "$bin/kube-apiserver" \
-  --etcd-servers="http://127.0.0.1:$p_etcd" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+kubelet_client=()
+if [[ $kubelet_kind == real ]]; then
+  # Kubelets are reached at their node IP (the default tries the hostname first, which resolves nowhere here).
+  kubelet_client=(--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP)
+fi
+start kube-apiserver "$bin/kube-apiserver" "${kubelet_client[@]}" \
+  --etcd-servers="http://127.0.0.1:$p_etcd" --bind-address="$host_ip" --advertise-address="$host_ip" \
   --secure-port="$p_api" --cert-dir="$PKI/apiserver-generated" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
   --authorization-mode=Node,RBAC --allow-privileged=true \
@@ -172,7 +202,7 @@ kind: Config
 clusters:
 - name: tote
   cluster:
-    server: https://127.0.0.1:$p_api
+    server: https://$host_ip:$p_api
     certificate-authority-data: $(b64 "$PKI/ca.crt")
 users:
 - name: admin
@@ -188,7 +218,7 @@ chmod 600 "$CLUSTER_DIR/kubeconfig"
 kc=(--kubeconfig="$CLUSTER_DIR/kubeconfig")
 
 COMPONENT=kube-apiserver wait_until 60 "kube-apiserver /readyz" curl -sf --cacert "$PKI/ca.crt" \
-  --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$p_api/readyz"
+  --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$host_ip:$p_api/readyz"
 
 start kube-controller-manager "$bin/kube-controller-manager" "${kc[@]}" \
   --authentication-kubeconfig="$CLUSTER_DIR/kubeconfig" --authorization-kubeconfig="$CLUSTER_DIR/kubeconfig" \
@@ -212,22 +242,28 @@ for n in "${nodes[@]}"; do
   COMPONENT="containerd-$n" wait_until 30 "containerd of $n" \
     ctr --address "$CLUSTER_DIR/nodes/$n/containerd.sock" version
 done
-COMPONENT=registry-source wait_until 30 "source registry" curl -sf "http://127.0.0.1:$p_source/v2/"
+COMPONENT=registry-source wait_until 30 "source registry" curl -sf "http://$host_ip:$p_source/v2/"
 COMPONENT=registry-backup wait_until 30 "backup registry" curl -sf --cacert "$PKI/ca.crt" \
-  -u "tote:$registry_password" "https://127.0.0.1:$p_backup/v2/"
+  -u "tote:$registry_password" "https://$host_ip:$p_backup/v2/"
 
-sim_args=(--kubeconfig="$CLUSTER_DIR/kubeconfig")
-for s in "${node_sockets[@]}"; do sim_args+=(--node="$s"); done
-sim_args+=(--pull-backoff-initial="${TOTE_SIM_PULL_BACKOFF_INITIAL:-10s}")
-sim_args+=(--pull-backoff-max="${TOTE_SIM_PULL_BACKOFF_MAX:-300s}")
-sim_args+=(--resync="${TOTE_SIM_RESYNC:-2s}")
-start node-simulator "$NODE" "$ROOT/test/support/node-simulator/main.ts" "${sim_args[@]}"
+if [[ $kubelet_kind == real ]]; then
+  for n in "${nodes[@]}"; do real_node_start "$n" "$bin/kubelet"; done
+  node_component() { echo "kubelet-$1"; }
+else
+  sim_args=(--kubeconfig="$CLUSTER_DIR/kubeconfig")
+  for s in "${node_sockets[@]}"; do sim_args+=(--node="$s"); done
+  sim_args+=(--pull-backoff-initial="${TOTE_SIM_PULL_BACKOFF_INITIAL:-10s}")
+  sim_args+=(--pull-backoff-max="${TOTE_SIM_PULL_BACKOFF_MAX:-300s}")
+  sim_args+=(--resync="${TOTE_SIM_RESYNC:-2s}")
+  start node-simulator "$NODE" "$ROOT/test/support/node-simulator/main.ts" "${sim_args[@]}"
+  node_component() { echo node-simulator; }
+fi
 
 node_ready() {
   [[ $("$kubectl" "${kc[@]}" get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
 for n in "${nodes[@]}"; do
-  COMPONENT=node-simulator wait_until 30 "node $n to be Ready" node_ready "$n"
+  COMPONENT=$(node_component "$n") wait_until 60 "node $n to be Ready" node_ready "$n"
 done
 if [[ ${#crds[@]} -gt 0 ]]; then
   "$kubectl" "${kc[@]}" wait --for=condition=Established --timeout=30s -f "$crd_dir" >>"$LOGS/crds.log"
@@ -246,14 +282,21 @@ export TOTE_K8S_BIN='$bin'
 export TOTE_NODES='${nodes[*]}'
 export TOTE_NODE_SOCKETS='$node_socket_list'
 export TOTE_SNAPSHOTTER='$snapshotter'
-export TOTE_SOURCE_REGISTRY='127.0.0.1:$p_source'
+export TOTE_SOURCE_REGISTRY='$host_ip:$p_source'
 export TOTE_SOURCE_REGISTRY_CONFIG='$CLUSTER_DIR/registry/source/config.yml'
-export TOTE_BACKUP_REGISTRY='127.0.0.1:$p_backup'
+export TOTE_BACKUP_REGISTRY='$host_ip:$p_backup'
 export TOTE_BACKUP_REGISTRY_CONFIG='$CLUSTER_DIR/registry/backup/config.yml'
 export TOTE_BACKUP_REGISTRY_USER='tote'
 export TOTE_BACKUP_REGISTRY_PASSWORD='$registry_password'
 export TOTE_CA_FILE='$PKI/ca.crt'
 export TOTE_CA_KEY_FILE='$PKI/ca.key'
+export TOTE_KUBELET='$kubelet_kind'
+export TOTE_CONTAINERD='${containerd_versions[*]}'
+export TOTE_NODE_NETNS='${node_netns[*]}'
+export TOTE_NODE_CTR='$(for n in "${nodes[@]}"; do
+  c="$(dirname "${containerd_bin[$n]}")/ctr"
+  printf '%s=%s ' "$n" "$c"
+done | sed 's/ $//')'
 EOF
 mv "$CLUSTER_DIR/env.tmp" "$CLUSTER_DIR/env"
 log "up in $((SECONDS - began)) s: source $CLUSTER_DIR/env"

@@ -1,6 +1,8 @@
 // `make demo`: tote's main job, live, on the local cluster. An image survives only in node-a's containerd after its
 // registry lost it; a Deployment lands on node-b and node-c and gets stuck; tote copies the image to both nodes
-// (one SalvageRecord each), the pods are recreated and run. The cluster stays up afterwards for exploring.
+// (one SalvageRecord each), the pods are recreated and run, and the demo ends with a rescued container's own log line.
+// The cluster stays up afterwards for exploring. Real kubelets by default (TOTE_KUBELET=simulated for the simulator:
+// then nothing runs and there is no log to show).
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvageRecord } from '../../src/api/index.ts';
@@ -30,9 +32,11 @@ function bar(record: SalvageRecord): string {
 }
 
 async function main(): Promise<void> {
+  process.env.TOTE_KUBELET ??= 'real';
   step('Local cluster: control plane built from the Kubernetes Go modules, one containerd per node, two registries');
   const env = await ensureCluster();
-  note(`nodes: ${env.nodes.join(', ')}; source registry ${env.sourceRegistry}`);
+  note(`nodes: ${env.nodes.join(', ')} (${env.kubelet} kubelets; containerd ${env.vars.TOTE_CONTAINERD ?? '1.6'})`);
+  note(`source registry ${env.sourceRegistry}`);
 
   step('tote: one agent per node beside its containerd, and the controller (running with its shipped RBAC)');
   const tote = await ensureTote(env);
@@ -62,7 +66,13 @@ async function main(): Promise<void> {
   );
   const image = await lostImage(
     env,
-    { repository: `shop/storefront-${id}`, tag: '2.4.1', layers: 6, layerSize: 12 * mib },
+    {
+      repository: `shop/storefront-${id}`,
+      tag: '2.4.1',
+      layers: 6,
+      layerSize: 12 * mib,
+      command: ['sh', '-c', 'echo "storefront 2.4.1 serving from $(hostname)"; exec sleep 86400'],
+    },
     ['node-a'],
   );
   const ref = image.reference(env.sourceRegistry);
@@ -76,11 +86,11 @@ async function main(): Promise<void> {
   step('Watching: pods get stuck, tote opens one SalvageRecord per node and moves the image');
   const seen = new Map<string, string>();
   const podStates = new Map<string, string>();
-  const pods = watchUntil<V1Pod, true>(
+  const pods = watchUntil<V1Pod, V1Pod[]>(
     env,
     podsPath(namespace),
     {},
-    (objects) => {
+    (objects): V1Pod[] | undefined => {
       for (const pod of objects.values()) {
         const name = pod.metadata?.name ?? '';
         const status = pod.status?.containerStatuses?.[0];
@@ -95,7 +105,7 @@ async function main(): Promise<void> {
       const running = [...objects.values()].filter(
         (p) => !p.metadata?.deletionTimestamp && p.status?.containerStatuses?.[0]?.ready,
       );
-      return running.length >= 2 ? true : undefined;
+      return running.length >= 2 ? running : undefined;
     },
     { timeoutMs: 300_000, what: 'two running storefront pods' },
   );
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
     },
     { timeoutMs: 300_000, what: 'two Completed SalvageRecords' },
   );
-  await Promise.all([records, pods]);
+  const [, running] = await Promise.all([records, pods]);
 
   step('kubectl get salvagerecords');
   console.log(await sh(env, ['get', 'salvagerecords', '-n', namespace, '-o', 'wide']));
@@ -136,6 +146,22 @@ async function main(): Promise<void> {
   note(`${tote.controller.healthUrl.replace(/\/$/, '')}/readyz and ${tote.controller.metricsUrl}/metrics`);
   note(`logs: ${tote.paths.logs}`);
   note('tear down: make tote-down cluster-down');
+
+  const rescued = running[0]?.metadata?.name ?? '';
+  if (env.kubelet === 'real') {
+    step(`kubectl logs ${rescued} (the rescued container, running on ${running[0]?.spec?.nodeName ?? ''})`);
+    // The line is written as the container starts; poll briefly (with a deadline) in case the kubelet is behind.
+    const deadline = Date.now() + 15_000;
+    const logs = () => sh(env, ['logs', '-n', namespace, rescued]).then((out) => out.trim());
+    let log = await logs();
+    while (!log && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      log = await logs();
+    }
+    console.log(`    ${log || '(no output yet)'}`);
+  } else {
+    note('simulated nodes run no container, so there is no log to show (TOTE_KUBELET=real make demo)');
+  }
 }
 
 await main();

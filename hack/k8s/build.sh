@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the upstream control plane the local test cluster runs (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl from k8s.io/kubernetes; etcd from go.etcd.io/etcd/server/v3; kwok) into a cache outside git:
+# kube-scheduler, kubectl, and the kubelet of real nodes from k8s.io/kubernetes; etcd from go.etcd.io/etcd/server/v3; kwok) into a cache outside git:
 #   ${TOTE_CACHE:-$HOME/.cache/tote}/bin/k8s-<version>/
 # The Go module and build caches live under the same root so a rebuild after a version bump is incremental.
 # A warm cache (every binary present) returns at once without invoking Go.
@@ -14,7 +14,7 @@ KWOK_VERSION=v0.8.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${TOTE_CACHE:-$HOME/.cache/tote}"
 bindir="$cache/bin/k8s-$K8S_VERSION"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok)
 
 missing=()
 for b in "${binaries[@]}"; do
@@ -41,9 +41,16 @@ trap 'rm -rf "$stage"' EXIT
 start=$(date +%s)
 log "building ${missing[*]} into $bindir (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
 
-need_k8s=false
-for b in "${missing[@]}"; do [[ $b == kwok ]] || need_k8s=true; done
-if $need_k8s; then
+# Only the missing Kubernetes commands are built (a cache from before the kubelet joined the list builds just that).
+k8s_targets=()
+for b in "${missing[@]}"; do
+  case "$b" in
+    kwok) ;;
+    etcd) k8s_targets+=(go.etcd.io/etcd/server/v3) ;;
+    *) k8s_targets+=("k8s.io/kubernetes/cmd/$b") ;;
+  esac
+done
+if ((${#k8s_targets[@]} > 0)); then
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
   ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36"
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
@@ -51,15 +58,11 @@ if $need_k8s; then
   (
     cd "$here"
     # One invocation, so the shared packages compile once and both cores stay busy.
-    go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$stage/" \
-      k8s.io/kubernetes/cmd/kube-apiserver \
-      k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler \
-      k8s.io/kubernetes/cmd/kubectl \
-      go.etcd.io/etcd/server/v3
+    # A single target makes `go build -o DIR/` still write into DIR, named after the command.
+    go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$stage/" "${k8s_targets[@]}"
   )
   # go names a module's binary after its path without the major-version suffix: go.etcd.io/etcd/server/v3 → server.
-  mv "$stage/server" "$stage/etcd"
+  if [[ -x $stage/server ]]; then mv "$stage/server" "$stage/etcd"; fi
 fi
 
 if [[ " ${missing[*]} " == *" kwok "* ]]; then

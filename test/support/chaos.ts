@@ -156,8 +156,12 @@ export const entries = (r: SalvageRecord, phase: string): number =>
  * Serialises chaos test files: they share one cluster and kill its processes, so two files must never run at once,
  * whatever --test-concurrency says. An exclusive lock file holding the owner's pid; a dead owner's lock is taken over.
  */
-export async function acquireChaosLock(timeoutMs = 30 * 60_000): Promise<() => void> {
-  const file = `${chaosClusterDir}.lock`;
+export function acquireChaosLock(timeoutMs = 30 * 60_000): Promise<() => void> {
+  return acquireLock(`${chaosClusterDir}.lock`, timeoutMs);
+}
+
+/** An exclusive lock file holding the owner's pid (a dead owner's lock is taken over); resolves to its release. */
+export async function acquireLock(file: string, timeoutMs: number): Promise<() => void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

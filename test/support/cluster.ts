@@ -28,6 +28,14 @@ export interface ClusterEnv {
   backupRegistryPassword: string;
   caFile: string;
   caKeyFile: string;
+  /** Who plays the kubelet: the node simulator or a real kubelet per node (TOTE_KUBELET at cluster-up). */
+  kubelet: 'real' | 'simulated';
+  /** Node name → containerd version family as started (`2` or `1.6`). */
+  nodeContainerd: Map<string, string>;
+  /** Node name → network namespace (real nodes only; for `ip netns exec` / `nsenter --net=/run/netns/<name>`). */
+  nodeNetns: Map<string, string>;
+  /** Node name → the ctr built with that node's containerd. */
+  nodeCtr: Map<string, string>;
   /** Every variable of the env file, for child processes. */
   vars: Record<string, string>;
 }
@@ -53,12 +61,7 @@ export function readClusterEnv(file = join(clusterDir(), 'env')): ClusterEnv {
     kubeconfig: need('KUBECONFIG'),
     kubectl: need('TOTE_KUBECTL'),
     nodes: need('TOTE_NODES').split(' ').filter(Boolean),
-    nodeSockets: new Map(
-      need('TOTE_NODE_SOCKETS')
-        .split(' ')
-        .filter(Boolean)
-        .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)] as [string, string]),
-    ),
+    nodeSockets: pairs(need('TOTE_NODE_SOCKETS')),
     sourceRegistry: need('TOTE_SOURCE_REGISTRY'),
     sourceRegistryConfig: need('TOTE_SOURCE_REGISTRY_CONFIG'),
     backupRegistry: need('TOTE_BACKUP_REGISTRY'),
@@ -67,8 +70,22 @@ export function readClusterEnv(file = join(clusterDir(), 'env')): ClusterEnv {
     backupRegistryPassword: need('TOTE_BACKUP_REGISTRY_PASSWORD'),
     caFile: need('TOTE_CA_FILE'),
     caKeyFile: need('TOTE_CA_KEY_FILE'),
+    kubelet: vars.TOTE_KUBELET === 'real' ? 'real' : 'simulated',
+    nodeContainerd: pairs(vars.TOTE_CONTAINERD ?? ''),
+    nodeNetns: pairs(vars.TOTE_NODE_NETNS ?? ''),
+    nodeCtr: pairs(vars.TOTE_NODE_CTR ?? ''),
     vars,
   };
+}
+
+/** `a=x b=y` → Map { a → x, b → y }. */
+function pairs(words: string): Map<string, string> {
+  return new Map(
+    words
+      .split(' ')
+      .filter(Boolean)
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)] as [string, string]),
+  );
 }
 
 let started: Promise<ClusterEnv> | undefined;

@@ -3,7 +3,7 @@
 // unmounts whatever it left under its directories and removes them. Stands alone: it does not need the local cluster.
 //
 // Binaries: Debian's /usr/bin/containerd (1.6) by default; `containerdV2Binary()` finds the 2.x build of
-// hack/containerd/build.sh in the cache when present.
+// hack/containerd/build.sh in the cache, and fails when there is none.
 import { spawn, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import {
@@ -49,16 +49,22 @@ export interface StartOptions {
   readonly startTimeoutMs?: number;
 }
 
-/** The 2.x containerd built by hack/containerd/build.sh, if the cache holds one. */
+/**
+ * The 2.x containerd built by hack/containerd/build.sh (`make deps` builds it). Throws when the cache holds none: the
+ * version matrix fails loudly instead of quietly shrinking to 1.6.
+ */
 export function containerdV2Binary(): string | undefined {
   const cache = process.env.TOTE_CACHE ?? join(homedir(), '.cache', 'tote');
   const bin = join(cache, 'bin');
-  if (!existsSync(bin)) return undefined;
-  const builds = readdirSync(bin)
-    .filter((d) => /^containerd-v2\.\d+\.\d+$/.test(d) && existsSync(join(bin, d, 'containerd')))
-    .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  const builds = existsSync(bin)
+    ? readdirSync(bin)
+        .filter((d) => /^containerd-v2\.\d+\.\d+$/.test(d) && existsSync(join(bin, d, 'containerd')))
+        .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+    : [];
   const newest = builds.at(-1);
-  return newest === undefined ? undefined : join(bin, newest, 'containerd');
+  if (newest === undefined)
+    throw new Error(`containerd 2.x is not built under ${bin}: run hack/containerd/build.sh (or make deps)`);
+  return join(bin, newest, 'containerd');
 }
 
 let overlaySupported: boolean | undefined;

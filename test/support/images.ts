@@ -90,6 +90,11 @@ export interface ImageSpec {
   seed?: string;
   /** Several platforms make an index (OCI) or manifest list (Docker). Default: linux/amd64 only, no index. */
   platforms?: Platform[];
+  /**
+   * What the container runs, e.g. `['sh', '-c', 'echo hello; exec sleep 3600']`: the image then starts on a real
+   * kubelet. Puts `busyboxLayer()` under the other layers (after `base`), sets the entrypoint and PATH=/bin.
+   */
+  command?: string[];
 }
 
 const sha256 = (data: Buffer | string) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -106,26 +111,74 @@ export function seededBytes(seed: string, size: number): Buffer {
   return out;
 }
 
+/** One entry of a ustar archive: a regular file (with its mode), a directory or a symbolic link. */
+export type TarEntry =
+  | { type: 'file'; path: string; content: Buffer; mode?: number }
+  | { type: 'dir'; path: string }
+  | { type: 'symlink'; path: string; target: string };
+
+/** A ustar archive of `entries`, in order, with fixed owners and times (equal input, equal bytes). */
+export function tarArchive(entries: TarEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const entry of entries) {
+    const header = Buffer.alloc(512);
+    const put = (text: string, offset: number, length: number) => header.write(text, offset, length, 'ascii');
+    const octal = (n: number, length: number) => n.toString(8).padStart(length - 1, '0') + '\0';
+    const content = entry.type === 'file' ? entry.content : Buffer.alloc(0);
+    const mode = entry.type === 'file' ? (entry.mode ?? 0o644) : entry.type === 'dir' ? 0o755 : 0o777;
+    put(entry.path, 0, 100);
+    put(octal(mode, 8), 100, 8);
+    put(octal(0, 8), 108, 8);
+    put(octal(0, 8), 116, 8);
+    put(octal(content.length, 12), 124, 12);
+    put(octal(1_700_000_000, 12), 136, 12);
+    header.fill(' ', 148, 156);
+    put(entry.type === 'file' ? '0' : entry.type === 'dir' ? '5' : '2', 156, 1);
+    if (entry.type === 'symlink') put(entry.target, 157, 100);
+    put('ustar\0', 257, 6);
+    put('00', 263, 2);
+    let sum = 0;
+    for (const b of header) sum += b;
+    put(octal(sum, 7) + ' ', 148, 8);
+    parts.push(header, content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  return Buffer.concat([...parts, Buffer.alloc(1024)]);
+}
+
 /** A ustar archive holding one regular file. */
 function tarWithFile(path: string, content: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  const put = (text: string, offset: number, length: number) => header.write(text, offset, length, 'ascii');
-  const octal = (n: number, length: number) => n.toString(8).padStart(length - 1, '0') + '\0';
-  put(path, 0, 100);
-  put(octal(0o644, 8), 100, 8);
-  put(octal(0, 8), 108, 8);
-  put(octal(0, 8), 116, 8);
-  put(octal(content.length, 12), 124, 12);
-  put(octal(1_700_000_000, 12), 136, 12);
-  header.fill(' ', 148, 156);
-  put('0', 156, 1);
-  put('ustar\0', 257, 6);
-  put('00', 263, 2);
-  let sum = 0;
-  for (const b of header) sum += b;
-  put(octal(sum, 7) + ' ', 148, 8);
-  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
+  return tarArchive([{ type: 'file', path, content }]);
+}
+
+/** Where the static busybox comes from (Debian's busybox-static; hack/install-deps.sh installs it). */
+export const busyboxBinary = process.env.TOTE_BUSYBOX ?? '/bin/busybox';
+
+let busybox: Layer | undefined;
+
+/**
+ * A layer holding a static busybox as /bin/busybox with /bin/sh beside it: images built on it really run on a real
+ * kubelet. Built once per process and byte-identical everywhere (the pause image of real nodes uses it too, so every
+ * real node already holds this layer). Throws when busybox is missing: a test that needs a running image never skips.
+ */
+export function busyboxLayer(format: 'oci' | 'docker' = 'oci'): Layer {
+  if (!busybox) {
+    let binary: Buffer;
+    try {
+      binary = readFileSync(busyboxBinary);
+    } catch (err) {
+      throw new Error(`${busyboxBinary} is needed for images that run (apt-get install busybox-static)`, {
+        cause: err,
+      });
+    }
+    const tar = tarArchive([
+      { type: 'dir', path: 'bin/' },
+      { type: 'file', path: 'bin/busybox', content: binary, mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+      { type: 'dir', path: 'tmp/' },
+    ]);
+    busybox = { ...blob(MediaTypes.ociLayer, gzipSync(tar, { level: 1 })), diffID: sha256(tar) };
+  }
+  return { ...busybox, mediaType: format === 'oci' ? MediaTypes.ociLayer : MediaTypes.dockerLayer };
 }
 
 /** One gzip'd tar layer with a single file of `size` seeded bytes. */
@@ -156,7 +209,7 @@ export function buildImage(spec: ImageSpec): TestImage {
 
   const perPlatform = platforms.map((platform, p): PlatformImage => {
     const pid = `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
-    const base = (spec.base ?? []).map((l) => ({
+    const base = [...(spec.base ?? []), ...(spec.command ? [busyboxLayer(format)] : [])].map((l) => ({
       ...l,
       mediaType: format === 'oci' ? MediaTypes.ociLayer : MediaTypes.dockerLayer,
     }));
@@ -174,7 +227,10 @@ export function buildImage(spec: ImageSpec): TestImage {
         os: platform.os,
         ...(platform.variant ? { variant: platform.variant } : {}),
         created: '2024-01-01T00:00:00Z',
-        config: { Cmd: ['/data'], Labels: { 'tote.dev/test-image': seed, 'tote.dev/platform-index': String(p) } },
+        config: {
+          ...(spec.command ? { Entrypoint: spec.command, Env: ['PATH=/bin'] } : { Cmd: ['/data'] }),
+          Labels: { 'tote.dev/test-image': seed, 'tote.dev/platform-index': String(p) },
+        },
         rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) },
         history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'tote test image factory' })),
       }),
@@ -223,6 +279,37 @@ export function buildImage(spec: ImageSpec): TestImage {
     reference: (registry) => `${registry}/${spec.repository}:${tag}`,
     digestReference: (registry) => `${registry}/${spec.repository}@${target.digest}`,
   };
+}
+
+/**
+ * The image as an OCI image layout in a tar archive, named `name` (the `io.containerd.image.name` annotation), as
+ * `ctr images import` takes it: how real nodes get their pause image without any registry.
+ */
+export function ociArchive(image: TestImage, name: string): Buffer {
+  const entries: TarEntry[] = [
+    { type: 'file', path: 'oci-layout', content: json({ imageLayoutVersion: '1.0.0' }) },
+    {
+      type: 'file',
+      path: 'index.json',
+      content: json({
+        schemaVersion: 2,
+        mediaType: MediaTypes.ociIndex,
+        manifests: [
+          {
+            mediaType: image.target.mediaType,
+            digest: image.target.digest,
+            size: image.target.size,
+            annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': image.tag },
+          },
+        ],
+      }),
+    },
+    { type: 'dir', path: 'blobs/' },
+    { type: 'dir', path: 'blobs/sha256/' },
+  ];
+  for (const b of image.blobs.values())
+    entries.push({ type: 'file', path: `blobs/sha256/${b.digest.slice('sha256:'.length)}`, content: b.data });
+  return tarArchive(entries);
 }
 
 // --- registry HTTP --------------------------------------------------------------------------------------------------
