@@ -38,13 +38,28 @@ const hexOf = (digest: string): string => {
   return m[1]!;
 };
 
+/**
+ * Errors of the disk rather than of the transfer: a directory mounted read-only or under SELinux labels the agent may not
+ * write, blobs/ on another filesystem than the staging files (rename cannot cross), a full disk or quota. Writing
+ * through containerd's content API instead may still work (containerd writes where its own labels and mounts allow).
+ */
+const diskErrorCodes: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'EROFS', 'EXDEV', 'ENOSPC', 'EDQUOT', 'EIO']);
+
+/** The errno code of a disk error the direct path should give way on, or undefined for any other failure. */
+export function diskErrorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && diskErrorCodes.has(code) ? code : undefined;
+}
+
 export class ContentDir {
   readonly root: string;
-  /** Cleared after containerd did not adopt a placed blob: this directory is not (or not shared with) containerd's. */
+  /** Cleared after containerd did not adopt a placed blob, or the disk refused a write: the content API from then on. */
   #writable = true;
+  readonly #onDisabled: ((reason: string) => void) | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, onDisabled?: (reason: string) => void) {
     this.root = root;
+    this.#onDisabled = onDisabled;
   }
 
   /**
@@ -52,13 +67,17 @@ export class ContentDir {
    * really containerd's store shows when it adopts the first placed blob), else undefined. Staging files older than
    * `staleAfterMs` are removed.
    */
-  static async open(root: string, staleAfterMs: number): Promise<ContentDir | undefined> {
+  static async open(
+    root: string,
+    staleAfterMs: number,
+    onDisabled?: (reason: string) => void,
+  ): Promise<ContentDir | undefined> {
     try {
       if (!(await stat(root)).isDirectory()) return undefined;
     } catch {
       return undefined;
     }
-    const dir = new ContentDir(root);
+    const dir = new ContentDir(root, onDisabled);
     await dir.#removeStale(staleAfterMs);
     return dir;
   }
@@ -67,9 +86,11 @@ export class ContentDir {
     return this.#writable;
   }
 
-  /** After containerd failed to adopt a placed blob: use the content API from now on. */
-  disableWrites(): void {
+  /** After containerd failed to adopt a placed blob, or a disk error: the content API from now on, said once. */
+  disableWrites(reason: string): void {
+    if (!this.#writable) return;
     this.#writable = false;
+    this.#onDisabled?.(reason);
   }
 
   blobPath(digest: string): string {
@@ -121,6 +142,16 @@ export class ContentDir {
 
   async discard(path: string): Promise<void> {
     await rm(path, { force: true });
+  }
+
+  /**
+   * Removes staging files of transfers nobody resumed within `staleAfterMs`, now and then every `everyMs` (failed
+   * transfers the controller gave up on leave theirs behind; an agent may run for months). Stop it with the result.
+   */
+  sweepStaging(staleAfterMs: number, everyMs: number): { stop(): void } {
+    const timer = setInterval(() => void this.#removeStale(staleAfterMs).catch(() => undefined), everyMs);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
   }
 
   /** Staging files of transfers nobody resumed within `staleAfterMs`. */

@@ -61,6 +61,10 @@ export interface AgentServerOptions {
    * from their files and imported by placing verified files (content-dir.ts). Absent or unusable: the content API.
    */
   readonly contentDir?: string;
+  /** How often staging files older than the lease lifetime are swept; default a tenth of that lifetime. */
+  readonly stagingSweepMs?: number;
+  /** Told once when the content directory stops being used (not containerd's, or a disk error), with why. */
+  readonly onContentDirDisabled?: (reason: string) => void;
 }
 
 export interface AgentServer {
@@ -97,6 +101,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   });
   const port = listener.port;
   const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
+  const sweeper = state.contentDir?.sweepStaging(state.leaseTtlMs, options.stagingSweepMs ?? state.leaseTtlMs / 10);
   let healthServer: Server | undefined;
   let healthAddress: string | undefined;
   if (options.healthListen !== undefined) {
@@ -112,6 +117,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     ...(state.contentDir ? { contentDir: state.contentDir.root } : {}),
     metrics: state.metrics,
     stop: async () => {
+      sweeper?.stop();
       for (const a of state.running) a.abort();
       await Promise.all([
         listener.close(2_000),
@@ -140,7 +146,9 @@ async function agentState(options: AgentServerOptions): Promise<AgentState> {
   const { containerd, nodeName } = options;
   const leaseTtlMs = options.leaseTtlMs ?? 60 * 60_000;
   const contentDir =
-    options.contentDir !== undefined ? await ContentDir.open(options.contentDir, leaseTtlMs) : undefined;
+    options.contentDir !== undefined
+      ? await ContentDir.open(options.contentDir, leaseTtlMs, options.onContentDirDisabled)
+      : undefined;
   return {
     nodeName,
     containerd,

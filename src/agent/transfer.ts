@@ -39,6 +39,7 @@ import {
   maxChunkBytes,
 } from '../containerd/index.ts';
 import { parseReference } from '../registry/reference.ts';
+import { diskErrorCode } from './content-dir.ts';
 import type { ContentDir } from './content-dir.ts';
 import { awaitCriNames } from './cri-names.ts';
 import { readLocalDocument } from './images.ts';
@@ -345,8 +346,20 @@ class ImportRun {
   async #fetchBlob(b: PlannedBlob, fetchSignal: AbortSignal, pacer: Pacer): Promise<void> {
     const { contentDir, metrics } = this.#deps;
     if (contentDir?.writable) {
-      await this.#fetchBlobToFile(contentDir, b, fetchSignal, pacer);
-      return;
+      try {
+        await this.#fetchBlobToFile(contentDir, b, fetchSignal, pacer);
+        return;
+      } catch (err) {
+        const code = diskErrorCode(err);
+        if (code === undefined) throw err;
+        // The disk refused the direct path (read-only, SELinux, blobs/ on another mount, full): this blob and every
+        // later one go through containerd's content API, which writes where containerd may.
+        const staging = contentDir.stagingPath(b.digest, this.#spec.digest);
+        await contentDir.discard(staging).catch(() => undefined);
+        this.#staged.delete(staging);
+        if (contentDir.writable) metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
+        contentDir.disableWrites(`${code} writing ${b.digest} under ${contentDir.root}: ${errorText(err)}`);
+      }
     }
     const progress = this.#progress;
     const writer = await this.#openBlobWriter(b, fetchSignal);
@@ -516,8 +529,8 @@ class ImportRun {
     try {
       if (writer.offset !== b.size) {
         // containerd does not see the file: not its content store (or content is isolated per namespace).
-        dir.disableWrites();
-        this.#deps.metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
+        if (dir.writable) this.#deps.metrics.errors.inc({ operation: 'direct_write', kind: 'terminal' });
+        dir.disableWrites(`containerd did not adopt ${b.digest} placed in ${dir.root}: not its content store`);
         for await (const part of createReadStream(dir.blobPath(b.digest), { start: writer.offset }))
           await writeChunked(writer, part as Buffer);
       }
@@ -673,3 +686,5 @@ function makePacer(bytesPerSecond: number, signal: AbortSignal): Pacer {
     if (wait > 0) await sleep(wait, undefined, { signal });
   };
 }
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

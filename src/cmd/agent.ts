@@ -33,6 +33,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       registry,
       maxImageBytes: config.maxImageBytes,
       ...(config.contentDir ? { contentDir: config.contentDir } : {}),
+      onContentDirDisabled: (reason) =>
+        log.warn('content directory no longer used: blobs go through containerd’s content API', { reason }),
     });
     const health = config.healthProbeBindAddress
       ? await startHealthServer({

@@ -3,7 +3,10 @@
 // directory lacks a blob file must serve it through the API.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { hostPlatform, seedImage, sha256 } from '../../support/containerd-images.ts';
 import { buildImage } from '../../support/images.ts';
@@ -11,6 +14,8 @@ import type { TestImage } from '../../support/images.ts';
 import { tempDir } from '../../support/temp-dirs.ts';
 import { makeCluster } from './harness.ts';
 import type { Cluster, TestNode } from './harness.ts';
+
+const run = promisify(execFile);
 
 describe('agent: content directory fallbacks', () => {
   let cluster: Cluster;
@@ -29,12 +34,12 @@ describe('agent: content directory fallbacks', () => {
     await cluster?.stop();
   });
 
-  async function importFromA(image: TestImage, name: string) {
-    return cluster.client(b).import({
+  async function importFromA(image: TestImage, name: string, target: TestNode = b) {
+    return cluster.client(target).import({
       digest: image.target.digest,
       sourceAddress: a.agent.address,
       sourceNode: a.name,
-      token: cluster.token({ digest: image.target.digest, source: a.name, target: b.name }),
+      token: cluster.token({ digest: image.target.digest, source: a.name, target: target.name }),
       names: [name],
     });
   }
@@ -64,5 +69,52 @@ describe('agent: content directory fallbacks', () => {
     await importFromA(second, 'registry.test/fallback/two:1');
     await assertBlobsOnB(second);
     assert.deepEqual(readdirSync(join(strangerDir, 'blobs', 'sha256')), placed, 'no file placed after the fallback');
+  });
+
+  it('falls back to the content API when the disk refuses the direct path (blobs/ on another filesystem), said once', async (t) => {
+    const reasons: string[] = [];
+    const c = await cluster.startNode('node-c', { onContentDirDisabled: (reason) => reasons.push(reason) });
+    // Staging files on a tmpfs of their own: placing one into blobs/ is a rename across filesystems (EXDEV), as on a
+    // node whose blobs/ directory is another mount.
+    const staging = join(c.daemon.root, 'io.containerd.content.v1.content', 'tote-staging');
+    mkdirSync(staging, { recursive: true });
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tote-staging-test', staging]);
+    t.after(() => run('umount', [staging]).then(() => undefined));
+    for (const [n, size] of [
+      [1, 700_000],
+      [2, 300_000],
+    ] as const) {
+      const image = buildImage({ repository: `exdev/${n}`, tag: '1', layers: [{ size }] });
+      await seedImage(a.containerd, image, { name: `registry.test/exdev/${n}:1` });
+      const done = await importFromA(image, `registry.test/exdev/${n}:1`, c);
+      assert.ok(done.imageNames.includes(`registry.test/exdev/${n}:1`));
+      for (const blob of image.platforms[0]!.layers) {
+        const parts: Uint8Array[] = [];
+        for await (const part of c.containerd.content.read(blob.digest)) parts.push(part);
+        assert.equal(sha256(Buffer.concat(parts)), blob.digest, `${blob.digest} is in node-c's containerd`);
+      }
+    }
+    assert.equal(reasons.length, 1, reasons.join('\n'));
+    assert.match(reasons[0] ?? '', /^EXDEV /);
+    const errors = await c.registry.getSingleMetric('tote_agent_errors_total')?.get();
+    const direct = errors?.values.filter((v) => v.labels.operation === 'direct_write').reduce((a, v) => a + v.value, 0);
+    assert.equal(direct, 1, 'counted once');
+    assert.deepEqual(readdirSync(staging), [], 'no staging file left behind');
+  });
+
+  it('sweeps the staging files of transfers nobody resumed while it runs, not only when it starts', async () => {
+    const d = await cluster.startNode('node-d', { leaseTtlMs: 60_000, stagingSweepMs: 50 });
+    const staging = join(d.daemon.root, 'io.containerd.content.v1.content', 'tote-staging');
+    mkdirSync(staging, { recursive: true });
+    const abandoned = join(staging, `${'ab'.repeat(32)}.0123456789abcdef`);
+    const resumable = join(staging, `${'cd'.repeat(32)}.0123456789abcdef`);
+    writeFileSync(abandoned, 'left by a transfer the controller gave up on');
+    writeFileSync(resumable, 'a transfer that may still resume');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(abandoned, hourAgo, hourAgo);
+    const deadline = Date.now() + 10_000;
+    while (existsSync(abandoned) && Date.now() < deadline) await sleep(50);
+    assert.ok(!existsSync(abandoned), 'the abandoned staging file is gone');
+    assert.ok(existsSync(resumable), 'a recent one stays for its transfer to resume');
   });
 });
