@@ -125,7 +125,7 @@ export interface SalvagePolicyBackup {
  */
 export interface SecretReference {
   /**
-   * Namespace of the Secret.
+   * Namespace of the Secret: tote's own (tote-system). tote reads Secrets nowhere else; a policy naming another namespace is not Ready (SecretOutOfScope).
    */
   namespace: string;
   /**
@@ -188,7 +188,7 @@ export interface SalvagePolicyNotifications {
  */
 export interface SecretKeyReference {
   /**
-   * Namespace of the Secret.
+   * Namespace of the Secret: tote's own (tote-system). tote reads Secrets nowhere else; a policy naming another namespace is not Ready (SecretOutOfScope).
    */
   namespace: string;
   /**

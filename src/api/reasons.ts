@@ -57,6 +57,8 @@ export const ConditionReasons = {
   PolicyAccepted: 'PolicyAccepted',
   SecretNotFound: 'SecretNotFound',
   SecretInvalid: 'SecretInvalid',
+  /** A Secret named outside tote's own namespace, the only one whose Secrets it may read. */
+  SecretOutOfScope: 'SecretOutOfScope',
   SelectorInvalid: 'SelectorInvalid',
   /** A field the API server admitted but tote cannot read (an older CRD): the field is named in the message. */
   SpecInvalid: 'SpecInvalid',

@@ -221,7 +221,8 @@ function createContext(
   const { config, log } = settings;
   const { kube, clock, caches, queues, metrics } = parts;
   const signingKey = createPrivateKey(settings.tokenSigningKey);
-  const secrets = new SecretReader(kube, clock);
+  // Policies may name Secrets in the controller's own namespace only (config/rbac: a Role there, nothing cluster-wide).
+  const secrets = new SecretReader(kube, clock, config.podNamespace ?? config.leaderElectionNamespace);
   return {
     kube,
     clock,

@@ -1,6 +1,7 @@
 // Reads the Secrets policies refer to (registry credentials, CA bundles, webhook URL and key) with a short cache, so a
-// burst of records does not GET the same Secret each time. tote has `get` on Secrets, never list or watch: it reads
-// only what a policy names. Values never reach logs or status; errors name the Secret, not its content.
+// burst of records does not GET the same Secret each time. tote has `get` on Secrets in its own namespace only, never
+// list or watch: it reads only what a policy names, and only there (a reference elsewhere fails SecretOutOfScope
+// before any API call). Values never reach logs or status; errors name the Secret, not its content.
 import type { V1Secret } from '@kubernetes/client-node';
 import { ToteError } from '../api/index.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -12,15 +13,27 @@ export class SecretReader {
   readonly #clock: Clock;
   readonly #ttlMs: number;
   readonly #cache = new Map<string, { at: number; secret: Promise<V1Secret | undefined> }>();
+  /** The one namespace whose Secrets policies may name: the controller's own. */
+  readonly namespace: string;
 
-  constructor(kube: KubeClient, clock: Clock, ttlMs = 30_000) {
+  constructor(kube: KubeClient, clock: Clock, namespace: string, ttlMs = 30_000) {
     this.#kube = kube;
     this.#clock = clock;
+    this.namespace = namespace;
     this.#ttlMs = ttlMs;
   }
 
-  /** The Secret, or undefined when it does not exist. */
-  get(namespace: string, name: string): Promise<V1Secret | undefined> {
+  /** Why a reference to a Secret in `namespace` cannot be read, or undefined when it may be. */
+  outOfScope(namespace: string, name: string): string | undefined {
+    return namespace === this.namespace
+      ? undefined
+      : `Secret ${namespace}/${name} is outside ${this.namespace}, the only namespace whose Secrets tote reads`;
+  }
+
+  /** The Secret, or undefined when it does not exist. @throws ToteError SecretOutOfScope outside tote's namespace. */
+  async get(namespace: string, name: string): Promise<V1Secret | undefined> {
+    const refused = this.outOfScope(namespace, name);
+    if (refused) throw new ToteError('unauthorized', 'SecretOutOfScope', refused);
     const key = `${namespace}/${name}`;
     const now = this.#clock.now();
     const hit = this.#cache.get(key);

@@ -5,7 +5,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ensureCluster, testNamespace } from '../support/cluster.ts';
+import { ensureCluster, kubectl, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { ensureTote } from '../support/tote.ts';
 import {
@@ -13,6 +13,7 @@ import {
   lostImage,
   scopedPolicy,
   backupPolicy,
+  secret,
   waitForRecords,
   waitForRunningPods,
 } from '../support/salvage.ts';
@@ -89,7 +90,7 @@ describe('backup push', () => {
       {
         backup: {
           target: `${env.backupRegistry}/rescued`,
-          credentialsSecretRef: { namespace: ns.name, name: 'no-such-secret' },
+          credentialsSecretRef: { namespace: 'tote-system', name: `${ns.name}-no-such-secret` },
         },
       },
       t,
@@ -105,5 +106,53 @@ describe('backup push', () => {
     assert.equal(ready?.status, 'False');
     assert.equal(ready?.reason, 'SecretNotFound');
     assert.match(ready?.message ?? '', /no-such-secret/);
+  });
+
+  it('a policy naming a Secret outside tote-system is not Ready (SecretOutOfScope), and tote never reads it', async (t) => {
+    const ns = await testNamespace(env, t);
+    // A Secret that exists, in the team's own namespace: tote may not read it, whoever wrote the policy.
+    await secret(
+      env,
+      ns.name,
+      'team-credentials',
+      { '.dockerconfigjson': '{"auths":{}}' },
+      'kubernetes.io/dockerconfigjson',
+    );
+    const policy = await scopedPolicy(
+      env,
+      ns,
+      {
+        backup: {
+          target: `${env.backupRegistry}/rescued`,
+          credentialsSecretRef: { namespace: ns.name, name: 'team-credentials' },
+        },
+      },
+      t,
+    );
+    const found = await waitForObject<SalvagePolicy & { metadata: object }>(
+      env,
+      policiesPath,
+      policy,
+      (p) => readyOf(p) !== undefined,
+      {
+        what: `policy ${policy} to report Ready`,
+      },
+    );
+    const ready = readyOf(found);
+    assert.equal(ready?.status, 'False');
+    assert.equal(ready?.reason, 'SecretOutOfScope');
+    assert.match(ready?.message ?? '', /^spec\.backup\.credentialsSecretRef: /);
+    // The controller's own identity cannot read it either: RBAC grants Secrets in tote-system only.
+    const canI = await kubectl(env, [
+      'auth',
+      'can-i',
+      'get',
+      'secrets',
+      '-n',
+      ns.name,
+      '--as',
+      'system:serviceaccount:tote-system:tote-controller',
+    ]);
+    assert.equal(canI.stdout.trim(), 'no');
   });
 });

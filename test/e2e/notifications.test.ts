@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { ensureCluster, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { ensureTote } from '../support/tote.ts';
-import { deployment, lostImage, scopedPolicy, secret, waitForRecords } from '../support/salvage.ts';
+import { deployment, lostImage, policySecret, scopedPolicy, waitForRecords } from '../support/salvage.ts';
 
 let env: ClusterEnv;
 
@@ -49,16 +49,16 @@ describe('webhook notifications', () => {
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/tote`;
 
-    await secret(env, ns.name, 'webhook-url', { url });
-    await secret(env, ns.name, 'webhook-key', { 'hmac-key': key });
+    const urlSecretRef = await policySecret(env, ns, 'webhook-url', { url }, 'Opaque', t);
+    const signingSecretRef = await policySecret(env, ns, 'webhook-key', { 'hmac-key': key }, 'Opaque', t);
     await scopedPolicy(
       env,
       ns,
       {
         notifications: {
           webhook: {
-            urlSecretRef: { namespace: ns.name, name: 'webhook-url' },
-            signingSecretRef: { namespace: ns.name, name: 'webhook-key' },
+            urlSecretRef,
+            signingSecretRef,
           },
         },
       },

@@ -15,7 +15,7 @@ import {
   listRecords,
   lostImage,
   scopedPolicy,
-  secret,
+  policySecret,
   waitForRecords,
   waitForRunningPods,
 } from '../support/salvage.ts';
@@ -157,14 +157,14 @@ describe('hostile input at the controller', () => {
   for (const bad of badSecrets) {
     it(`a policy naming ${bad.what} as registry credentials: Ready=False SecretInvalid, the value never shown`, async (t) => {
       const ns = await testNamespace(env, t);
-      await secret(env, ns.name, 'creds', bad.data, bad.type);
+      const credentialsSecretRef = await policySecret(env, ns, 'creds', bad.data, bad.type, t);
       const name = await scopedPolicy(
         env,
         ns,
         {
           backup: {
             target: `${env.backupRegistry}/hostile`,
-            credentialsSecretRef: { namespace: ns.name, name: 'creds' },
+            credentialsSecretRef,
           },
         },
         t,
@@ -172,7 +172,11 @@ describe('hostile input at the controller', () => {
       const ready = await policyNotReady(name, 'SecretInvalid');
       t.diagnostic(`${ready?.reason}: ${ready?.message}`);
       assert.match(ready?.message ?? '', /credentialsSecretRef/);
-      assert.match(ready?.message ?? '', new RegExp(`${ns.name}/creds`), 'names the Secret');
+      assert.match(
+        ready?.message ?? '',
+        new RegExp(`${credentialsSecretRef.namespace}/${credentialsSecretRef.name}`),
+        'names the Secret',
+      );
       assert.ok(!(ready?.message ?? '').includes(secretValue.slice(0, 7)), 'never echoes the value');
       const events = await kubectl(env, ['get', 'events', '-A', '-o', 'json']);
       assert.ok(!events.stdout.includes(secretValue), 'no Event carries the value');

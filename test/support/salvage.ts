@@ -43,8 +43,28 @@ export async function scopedPolicy(
 }
 
 /**
+ * A Secret a policy may name: tote reads Secrets in its own namespace only, so it lives in tote-system, named after the
+ * test's namespace so tests never share one, and is deleted after the test. Returns the reference for the policy.
+ */
+export async function policySecret(
+  env: ClusterEnv,
+  ns: TestNamespace,
+  name: string,
+  stringData: Record<string, string>,
+  type = 'Opaque',
+  t?: { after?: (fn: () => Promise<void>) => void },
+): Promise<{ namespace: string; name: string }> {
+  const ref = { namespace: 'tote-system', name: `${ns.name}-${name}` };
+  await secret(env, ref.namespace, ref.name, stringData, type);
+  t?.after?.(async () => {
+    await kubectl(env, ['delete', 'secret', '-n', ref.namespace, ref.name, '--ignore-not-found', '--wait=false']);
+  });
+  return ref;
+}
+
+/**
  * scopedPolicy with a backup to the cluster's TLS + htpasswd registry under `target`: the registry's credentials
- * (dockerconfigjson) and CA are put in Secrets of `ns` and referenced from `spec.backup`.
+ * (dockerconfigjson) and CA are put in Secrets (policySecret) and referenced from `spec.backup`.
  */
 export async function backupPolicy(
   env: ClusterEnv,
@@ -56,27 +76,23 @@ export async function backupPolicy(
   const username = env.backupRegistryUser;
   const password = env.backupRegistryPassword;
   const auth = Buffer.from(`${username}:${password}`).toString('base64');
-  await secret(
+  const credentialsSecretRef = await policySecret(
     env,
-    ns.name,
+    ns,
     'backup-credentials',
     { '.dockerconfigjson': JSON.stringify({ auths: { [env.backupRegistry]: { username, password, auth } } }) },
     'kubernetes.io/dockerconfigjson',
-  );
-  await secret(env, ns.name, 'backup-ca', { 'ca.crt': readFileSync(env.caFile, 'utf8') });
-  return scopedPolicy(
-    env,
-    ns,
-    {
-      ...spec,
-      backup: {
-        target,
-        credentialsSecretRef: { namespace: ns.name, name: 'backup-credentials' },
-        caSecretRef: { namespace: ns.name, name: 'backup-ca' },
-      },
-    },
     t,
   );
+  const caSecretRef = await policySecret(
+    env,
+    ns,
+    'backup-ca',
+    { 'ca.crt': readFileSync(env.caFile, 'utf8') },
+    'Opaque',
+    t,
+  );
+  return scopedPolicy(env, ns, { ...spec, backup: { target, credentialsSecretRef, caSecretRef } }, t);
 }
 
 async function must(result: Promise<{ code: number; stderr: string }>): Promise<void> {

@@ -59,6 +59,10 @@ async function findProblem(
   policy: SalvagePolicy,
 ): Promise<{ reason: string; message: string } | undefined> {
   const spec = policy.spec;
+  const outOfScope = secretRefsOf(policy)
+    .map(([field, ref]) => [field, c.secrets.outOfScope(ref.namespace, ref.name)] as const)
+    .find(([, why]) => why !== undefined);
+  if (outOfScope) return { reason: ConditionReasons.SecretOutOfScope, message: `${outOfScope[0]}: ${outOfScope[1]}` };
   try {
     effectivePolicy(policy);
   } catch (err) {
@@ -114,6 +118,18 @@ async function findProblem(
 }
 
 const missing = (message: string) => ({ reason: ConditionReasons.SecretNotFound, message });
+
+/** Every Secret the policy names, with the field that names it. */
+function secretRefsOf(policy: SalvagePolicy): [string, { namespace: string; name: string }][] {
+  const { backup, notifications } = policy.spec;
+  const refs: [string, { namespace: string; name: string } | undefined][] = [
+    ['spec.backup.credentialsSecretRef', backup?.credentialsSecretRef],
+    ['spec.backup.caSecretRef', backup?.caSecretRef],
+    ['spec.notifications.webhook.urlSecretRef', notifications?.webhook?.urlSecretRef],
+    ['spec.notifications.webhook.signingSecretRef', notifications?.webhook?.signingSecretRef],
+  ];
+  return refs.filter((r): r is [string, { namespace: string; name: string }] => r[1] !== undefined);
+}
 
 function counters(c: ControllerContext, policy: string): SalvagePolicyCounters {
   const out: Required<SalvagePolicyCounters> = {

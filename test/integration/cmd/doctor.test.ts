@@ -60,7 +60,12 @@ describe('tote doctor', () => {
     const policy = await scopedPolicy(
       env,
       ns,
-      { backup: { target: 'backup.example.com/tote', credentialsSecretRef: { namespace: ns.name, name: 'nope' } } },
+      {
+        backup: {
+          target: 'backup.example.com/tote',
+          credentialsSecretRef: { namespace: 'tote-system', name: `${ns.name}-nope` },
+        },
+      },
       t,
     );
     await waitForObject<{ metadata: object; status?: { conditions?: { type: string; status: string }[] } }>(

@@ -522,7 +522,7 @@ describe('deployment manifests (config/)', () => {
         ['get', 'deployments.apps'],
         ['get', 'statefulsets.apps'],
         ['get', 'daemonsets.apps'],
-        ['get', 'secrets'],
+        ['get', 'secrets', systemNamespace],
         ['watch', 'salvagepolicies.tote.dev'],
         ['update', 'salvagepolicies.tote.dev/status'],
         ['create', 'salvagerecords.tote.dev'],
@@ -536,6 +536,9 @@ describe('deployment manifests (config/)', () => {
       const controllerMayNot: [string, string, string?][] = [
         ['list', 'secrets'],
         ['watch', 'secrets'],
+        // Secrets policies name live in tote-system: no other namespace's, and no cluster-wide read.
+        ['get', 'secrets', 'default'],
+        ['get', 'secrets'],
         ['update', 'salvagepolicies.tote.dev'],
         ['update', 'pods'],
         ['create', 'pods'],
