@@ -28,7 +28,8 @@ export interface TotePaths {
   certs: string;
   logs: string;
   controllerKubeconfig: string;
-  agentKubeconfig: string;
+  /** The kubeconfig of the agent on `node`: a token bound to that Node, as the kubelet binds an agent pod's. */
+  agentKubeconfig(node: string): string;
 }
 
 export interface ToteProcess {
@@ -47,7 +48,7 @@ export function totePaths(env: ClusterEnv): TotePaths {
     certs: join(dir, 'certs'),
     logs: join(dir, 'logs'),
     controllerKubeconfig: join(dir, 'controller.kubeconfig'),
-    agentKubeconfig: join(dir, 'agent.kubeconfig'),
+    agentKubeconfig: (node: string) => join(dir, `agent-${node}.kubeconfig`),
   };
 }
 
@@ -64,12 +65,34 @@ export async function prepareTote(env: ClusterEnv): Promise<TotePaths> {
     ),
   );
   await must(kubectl(env, ['apply', '-k', join(repoRoot, 'config/rbac'), '-n', toteNamespace]));
-  for (const [account, file] of [
-    ['tote-controller', paths.controllerKubeconfig],
-    ['tote-agent', paths.agentKubeconfig],
-  ] as const) {
-    const token = await must(kubectl(env, ['create', 'token', account, '-n', toteNamespace, '--duration=48h']));
-    writeFileSync(file, serviceAccountKubeconfig(env, account, token.stdout.trim()), { mode: 0o600 });
+  const controller = await must(
+    kubectl(env, ['create', 'token', 'tote-controller', '-n', toteNamespace, '--duration=48h']),
+  );
+  writeFileSync(
+    paths.controllerKubeconfig,
+    serviceAccountKubeconfig(env, 'tote-controller', controller.stdout.trim()),
+    {
+      mode: 0o600,
+    },
+  );
+  // Each agent's token is bound to its Node, so it carries the node's name as a pod's projected token does; the
+  // admission policy config/rbac/agent-lease-policy.yaml lets it write only that node's Lease.
+  for (const node of env.nodes) {
+    const token = await must(
+      kubectl(env, [
+        'create',
+        'token',
+        'tote-agent',
+        '-n',
+        toteNamespace,
+        '--duration=48h',
+        '--bound-object-kind=Node',
+        `--bound-object-name=${node}`,
+      ]),
+    );
+    writeFileSync(paths.agentKubeconfig(node), serviceAccountKubeconfig(env, 'tote-agent', token.stdout.trim()), {
+      mode: 0o600,
+    });
   }
   return paths;
 }
@@ -213,7 +236,7 @@ export async function startAgent(env: ClusterEnv, paths: TotePaths, nodeName: st
       `--containerd-address=${socket}`,
       // The node's content store, as the DaemonSet mounts it (hack/cluster/up.sh: root = <node dir>/root).
       `--content-dir=${join(dirname(socket), 'root', 'io.containerd.content.v1.content')}`,
-      `--kubeconfig=${paths.agentKubeconfig}`,
+      `--kubeconfig=${paths.agentKubeconfig(nodeName)}`,
       `--lease-namespace=${toteNamespace}`,
       `--tls-ca-file=${join(paths.certs, 'ca.crt')}`,
       `--tls-cert-file=${join(paths.certs, 'agents', `${nodeName}.crt`)}`,
