@@ -90,6 +90,22 @@ export async function missingBlobs(
   return missing;
 }
 
+/**
+ * This node's plan of the image whose root is `digest`, and which of its blobs are missing: what a source describes to
+ * a target. @throws ToteError not-found when no image record points at `digest`.
+ */
+export async function heldImagePlan(
+  containerd: Containerd,
+  nodeName: string,
+  digest: string,
+  platform: Platform,
+): Promise<{ plan: ImagePlan; missing: ReadonlySet<string> }> {
+  const [record] = await containerd.images.list([`target.digest==${digest}`]);
+  if (record === undefined) throw new ToteError('not-found', 'ImageNotFound', `no image ${digest} on node ${nodeName}`);
+  const plan = await localPlan(containerd, rootOf(record), platform);
+  return { plan, missing: new Set(await missingBlobs(containerd, plan)) };
+}
+
 /** The descriptor an image record points at. */
 export const rootOf = (r: ImageRecord): OciDescriptor => ({
   mediaType: r.target.mediaType,

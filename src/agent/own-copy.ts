@@ -4,23 +4,19 @@
 // all, which the controller's completeness check should have caught, and fails the import instead of asking a peer.
 import { ToteError } from '../api/errors.ts';
 import type { Containerd } from '../containerd/index.ts';
-import { localPlan, missingBlobs, rootOf } from './images.ts';
+import { heldImagePlan } from './images.ts';
 import type { Platform } from './oci.ts';
 import type { BlobPeer } from './transfer.ts';
 
 export function ownCopy(containerd: Containerd, nodeName: string, platform: Platform): BlobPeer & { close(): void } {
   return {
     describePlan: async ({ digest, platform: wanted }) => {
-      const [record] = await containerd.images.list([`target.digest==${digest}`]);
-      if (record === undefined)
-        throw new ToteError('not-found', 'ImageNotFound', `no image ${digest} on node ${nodeName}`);
-      const plan = await localPlan(containerd, rootOf(record), wanted ?? platform);
-      const missing = await missingBlobs(containerd, plan);
-      if (missing.length > 0)
+      const { plan, missing } = await heldImagePlan(containerd, nodeName, digest, wanted ?? platform);
+      if (missing.size > 0)
         throw new ToteError(
           'terminal',
           'SourceIncomplete',
-          `node ${nodeName} lacks ${missing.length} blobs of ${digest}`,
+          `node ${nodeName} lacks ${missing.size} blobs of ${digest}`,
         );
       return {
         digest: plan.root.digest,

@@ -19,6 +19,16 @@ import type { V1Pod } from '@kubernetes/client-node';
 
 let env: ClusterEnv;
 
+/** An image lost from its registry and held by `holders`, whose copy on node-b lost a layer blob (record kept). */
+async function brokenOnNodeB(repository: string, holders: string[], layerSize: number) {
+  const image = await lostImage(env, { repository, layers: 2, layerSize }, holders);
+  const nodeB = env.nodeSockets.get('node-b') ?? '';
+  const layer = image.platforms[0]?.layers[1];
+  assert.ok(layer);
+  await deleteBlobsFromNode(nodeB, [layer.digest]);
+  return { image, ref: image.reference(env.sourceRegistry), nodeB };
+}
+
 describe('corrupt image', () => {
   before(async () => {
     env = await ensureCluster();
@@ -28,15 +38,7 @@ describe('corrupt image', () => {
   it('CreateContainerError from a missing layer: the corrupt image is removed, a good copy imported, the pod runs', async (t) => {
     const ns = await testNamespace(env, t);
     await scopedPolicy(env, ns, {}, t);
-    const image = await lostImage(env, { repository: `corrupt/${ns.name}`, layers: 2, layerSize: 128 * 1024 }, [
-      'node-a',
-      'node-b',
-    ]);
-    const ref = image.reference(env.sourceRegistry);
-    const nodeB = env.nodeSockets.get('node-b') ?? '';
-    const layer = image.platforms[0]?.layers[1];
-    assert.ok(layer);
-    await deleteBlobsFromNode(nodeB, [layer.digest]);
+    const { image, ref, nodeB } = await brokenOnNodeB(`corrupt/${ns.name}`, ['node-a', 'node-b'], 128 * 1024);
     assert.ok(await nodeHasImage(nodeB, ref), 'the image record stays on node-b');
 
     await deployment(env, ns.name, 'app', ref, ['node-b']);
@@ -63,14 +65,7 @@ describe('corrupt image', () => {
   it('a broken copy with no good copy anywhere else is left in place: the record ends NotActionable', async (t) => {
     const ns = await testNamespace(env, t);
     await scopedPolicy(env, ns, {}, t);
-    const image = await lostImage(env, { repository: `corrupt-only/${ns.name}`, layers: 2, layerSize: 64 * 1024 }, [
-      'node-b',
-    ]);
-    const ref = image.reference(env.sourceRegistry);
-    const nodeB = env.nodeSockets.get('node-b') ?? '';
-    const layer = image.platforms[0]?.layers[1];
-    assert.ok(layer);
-    await deleteBlobsFromNode(nodeB, [layer.digest]);
+    const { ref, nodeB } = await brokenOnNodeB(`corrupt-only/${ns.name}`, ['node-b'], 64 * 1024);
 
     await deployment(env, ns.name, 'app', ref, ['node-b']);
     const [record] = await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'NotActionable');

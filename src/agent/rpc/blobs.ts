@@ -12,7 +12,7 @@ import { ToteError } from '../../api/errors.ts';
 import { toStatus } from '../../agentapi/index.ts';
 import { appendBytesField, limitBuffering } from '../../grpc/wire.ts';
 import { checkPeerToken, openBlobForPeer, requireDigest } from '../blob-service.ts';
-import { localPlan, missingBlobs, rootOf } from '../images.ts';
+import { heldImagePlan } from '../images.ts';
 import { fromPbPlatform, roleOf, toPbPlatform } from './pb.ts';
 import { countError, peerOf, unary } from './state.ts';
 import type { AgentState } from './state.ts';
@@ -38,12 +38,8 @@ export function blobHandlers(state: AgentState): UntypedServiceImplementation {
     describePlan: unary<pb.DescribePlanRequest, pb.DescribePlanResponse>(state, 'describe_plan', async (req, peer) => {
       requireDigest(req.digest);
       if (peer?.kind !== 'controller') checkPeerToken(state.blobs, peer, req.token, req.digest);
-      const [record] = await containerd.images.list([`target.digest==${req.digest}`]);
-      if (record === undefined)
-        throw new ToteError('not-found', 'ImageNotFound', `no image ${req.digest} on node ${nodeName}`);
       const want = fromPbPlatform(req.platform) ?? platform;
-      const plan = await localPlan(containerd, rootOf(record), want);
-      const missing = new Set(await missingBlobs(containerd, plan));
+      const { plan, missing } = await heldImagePlan(containerd, nodeName, req.digest, want);
       if (missing.size > 0 && peer?.kind !== 'controller') {
         // A source that lacks blobs cannot serve the image (discard_unpacked_layers, loss): refuse up front.
         throw new ToteError(

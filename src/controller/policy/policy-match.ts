@@ -55,9 +55,20 @@ export function byPrecedence(policies: readonly SalvagePolicy[]): SalvagePolicy[
 
 export function policySelects(policy: SalvagePolicy, subject: ScopeSubject): boolean {
   return (
-    matchesSelector(policy.spec.namespaceSelector, subject.namespaceLabels) &&
-    matchesSelector(policy.spec.podSelector, subject.podLabels) &&
-    matchesRegistries(policy.spec.registries, subject.repository)
+    policyCovers(policy, subject.namespaceLabels, subject.repository) &&
+    matchesSelector(policy.spec.podSelector, subject.podLabels)
+  );
+}
+
+/** Whether the policy is in force for images of `repository` in a namespace with these labels (pods aside). */
+export function policyCovers(
+  policy: SalvagePolicy,
+  namespaceLabels: Record<string, string> | undefined,
+  repository: string,
+): boolean {
+  return (
+    matchesSelector(policy.spec.namespaceSelector, namespaceLabels) &&
+    matchesRegistries(policy.spec.registries, repository)
   );
 }
 

@@ -10,9 +10,7 @@ import type { ControllerContext } from '../context.ts';
 import { repositoryOf } from '../pod/node-images.ts';
 import { defaultPolicy, effectivePolicy, PolicyFieldError } from '../policy/effective-policy.ts';
 import type { EffectivePolicy } from '../policy/effective-policy.ts';
-import { matchesSelector } from '../policy/label-selector.ts';
-import { byPrecedence } from '../policy/policy-match.ts';
-import { matchesRegistries } from '../policy/registry-patterns.ts';
+import { byPrecedence, policyCovers } from '../policy/policy-match.ts';
 
 export type RecordPolicy =
   | { kind: 'policy'; policy: EffectivePolicy }
@@ -25,10 +23,7 @@ export function recordPolicy(c: ControllerContext, record: SalvageRecord): Recor
   const namespace = record.metadata?.namespace ?? '';
   const labels = c.caches.namespaces.getByName(namespace)?.metadata?.labels;
   const repository = repositoryOf(record.spec.imageRef) ?? '';
-  const selects = (p: SalvagePolicy) =>
-    !systemNamespaces.has(namespace) &&
-    matchesSelector(p.spec.namespaceSelector, labels) &&
-    matchesRegistries(p.spec.registries, repository);
+  const selects = (p: SalvagePolicy) => !systemNamespaces.has(namespace) && policyCovers(p, labels, repository);
   const named = record.spec.policyRef?.name;
   const chosen = named
     ? c.caches.policies.getByName(named)
