@@ -14,6 +14,7 @@ import type { ControllerMetrics } from './metrics.ts';
 import type { OperationTracker } from './operations.ts';
 import type { MachineSettings } from './record/record-machine.ts';
 import type { SecretReader } from './secrets.ts';
+import type { RegistryWatch } from './protection/registry-watch.ts';
 import type { Notifier } from './notify/notifier.ts';
 
 export interface Caches {
@@ -49,6 +50,15 @@ export interface ControllerContext {
   /** Signs a transfer token for `target` to read `digest` from `source`. */
   signToken: (claims: { digest: string; source: string; target: string }) => string;
   machine: MachineSettings;
+  /** What the protection reconciler (protection/) keeps between surveys. */
+  protection: {
+    /** Surveys of protecting policies, run outside reconciles; each re-enqueues its policy's protection key. */
+    lookups: LookupTracker;
+    registry: RegistryWatch;
+    surveyPeriodMs: number;
+  };
+  /** Surveys a protecting policy's images now (a node is leaving, a protective copy finished). */
+  enqueueProtection: (policy: string) => void;
   enqueueRecord: (key: string) => void;
   enqueuePolicy: (name: string) => void;
 }

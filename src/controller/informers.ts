@@ -19,8 +19,9 @@ import type { WorkQueue } from '../runtime/workqueue.ts';
 import { Indexes } from './context.ts';
 import type { Caches, ControllerContext } from './context.ts';
 import { detectStuckContainers } from './pod/detection.ts';
+import { leavingReason } from './protection/leaving-nodes.ts';
 
-export type Queues = { pods: WorkQueue; records: WorkQueue; policies: WorkQueue };
+export type Queues = { pods: WorkQueue; records: WorkQueue; policies: WorkQueue; protection: WorkQueue };
 
 /** One informer per kind the reconcilers read, with the indexes they look things up by. */
 export function createCaches(
@@ -70,6 +71,9 @@ export function wireHandlers(
       (key) => queues.records.add(key),
       (r) => {
         if (r.spec.policyRef?.name) c.enqueuePolicy(r.spec.policyRef.name);
+        // A protective copy that finished (or failed) changes the count of copies: survey its policy again.
+        if (r.spec.purpose === 'Protect' && r.spec.policyRef?.name && isFinalPhase(r.status?.phase))
+          queues.protection.add(r.spec.policyRef.name);
         return [objectKey(r)];
       },
     ),
@@ -83,6 +87,7 @@ export function wireHandlers(
       (name) => queues.policies.add(name),
       (p) => {
         stuckPodsEverywhere();
+        queues.protection.add(p.metadata?.name ?? '');
         return [p.metadata?.name ?? ''];
       },
     ),
@@ -103,9 +108,20 @@ export function wireHandlers(
       if (!isFinalPhase(r.status?.phase)) queues.records.add(objectKey(r));
     }
   };
+  // A node starting to leave (cordon, removal taint) or gone changes which copies count: every protecting policy
+  // surveys at once, so evacuation starts before the drain ends.
+  const protectingPolicies = () => {
+    for (const p of caches.policies.list()) if (p.spec.protection) queues.protection.add(p.metadata?.name ?? '');
+  };
   caches.nodes.addEventHandler({
     add: (n) => activeRecordsOn(n.metadata?.name ?? ''),
-    delete: (n) => activeRecordsOn(n.metadata?.name ?? ''),
+    update: (old, n) => {
+      if (leavingReason(old) !== leavingReason(n)) protectingPolicies();
+    },
+    delete: (n) => {
+      activeRecordsOn(n.metadata?.name ?? '');
+      protectingPolicies();
+    },
   });
 
   // An agent appearing or vanishing changes where images can come from: records still looking for a source re-run.
@@ -123,6 +139,9 @@ export function wireHandlers(
 export function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues): void {
   for (const pod of caches.pods.list()) if (detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
   for (const r of caches.records.list()) queues.records.add(objectKey(r));
-  for (const p of caches.policies.list()) queues.policies.add(p.metadata?.name ?? '');
+  for (const p of caches.policies.list()) {
+    queues.policies.add(p.metadata?.name ?? '');
+    queues.protection.add(p.metadata?.name ?? '');
+  }
   c.metrics.agentsAlive.set(c.agents.alive().size);
 }

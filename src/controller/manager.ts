@@ -1,4 +1,4 @@
-// The controller process: informers, queues, the three reconcilers (pods, records, policies), the TTL cleaner, leader
+// The controller process: informers, queues, the four reconcilers (pods, records, policies, protection), the TTL cleaner, leader
 // election, and the health/metrics server, wired once from the parsed configuration.
 //
 // Concurrency model: informers run on every replica so a standby is warm; work queues and the TTL cleaner run only on
@@ -42,6 +42,8 @@ import { Notifier } from './notify/notifier.ts';
 import { OperationTracker } from './operations.ts';
 import { reconcilePod } from './pod/pod-reconciler.ts';
 import { reconcilePolicy } from './policy/policy-reconciler.ts';
+import { reconcileProtection } from './protection/protection-reconciler.ts';
+import { RegistryWatch } from './protection/registry-watch.ts';
 import { defaultMachineSettings } from './record/record-machine.ts';
 import type { MachineSettings } from './record/record-machine.ts';
 import { reconcileRecord } from './record/record-reconciler.ts';
@@ -141,6 +143,7 @@ export async function startController(settings: ControllerSettings): Promise<Run
     c.imports.cancelAll();
     c.pushes.cancelAll();
     c.lookups.cancelAll();
+    c.protection.lookups.cancelAll();
     await c.notifier.flush();
     c.agents.close();
     await Promise.all(allInformers.map((i) => i.stop()));
@@ -208,7 +211,12 @@ function createQueues(config: ControllerConfig, clock: Clock, runtime: RuntimeMe
       }),
       metrics: runtime.queueMetrics(name),
     });
-  const queues = { pods: queue('pods'), records: queue('records'), policies: queue('policies') };
+  const queues = {
+    pods: queue('pods'),
+    records: queue('records'),
+    policies: queue('policies'),
+    protection: queue('protection'),
+  };
   for (const q of Object.values(queues)) runtime.observeQueue(q);
   return queues;
 }
@@ -250,14 +258,20 @@ function createContext(
       });
     },
     machine: { ...defaultMachineSettings, ...settings.machine },
+    protection: {
+      lookups: new LookupTracker({ notify: (k) => queues.protection.add(k), clock }),
+      registry: new RegistryWatch({ clock, log }),
+      surveyPeriodMs: config.protectionSurveyPeriodMs,
+    },
     enqueueRecord: (key) => queues.records.add(key),
+    enqueueProtection: (name) => queues.protection.add(name),
     // Record changes reach their policy's counters at most every 5 s: a burst of 200 records changing phase makes a
     // handful of policy status writes, not one a second for its whole length.
     enqueuePolicy: (name) => queues.policies.addAfter(name, 5_000),
   };
 }
 
-/** The leader's work, once the caches have synced: the TTL cleaner and the three reconcile loops, until `signal`. */
+/** The leader's work, once the caches have synced: the TTL cleaner and the reconcile loops, until `signal`. */
 async function runAsLeader(
   c: ControllerContext,
   settings: ControllerSettings,
@@ -279,6 +293,7 @@ async function runAsLeader(
     loop('pods', queues.pods, bind(c, reconcilePod), config.maxConcurrentReconciles),
     loop('records', queues.records, bind(c, reconcileRecord), config.maxConcurrentReconciles),
     loop('policies', queues.policies, bind(c, reconcilePolicy), 1),
+    loop('protection', queues.protection, bind(c, reconcileProtection), 1),
   ];
   // Everything already cached is work: enqueue it once (later changes arrive through the handlers).
   enqueueAll(c, caches, queues);

@@ -10,7 +10,7 @@ import {
   SalvagePolicyResource,
   setCondition,
 } from '../../api/index.ts';
-import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../../api/index.ts';
+import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus, SecretReference } from '../../api/index.ts';
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -70,20 +70,8 @@ async function findProblem(
     return { reason: ConditionReasons.SpecInvalid, message: err.message };
   }
   try {
-    if (spec.backup?.credentialsSecretRef) {
-      const ref = spec.backup.credentialsSecretRef;
-      const secret = await c.secrets.get(ref.namespace, ref.name);
-      if (!secret)
-        return missing(`spec.backup.credentialsSecretRef: Secret ${ref.namespace}/${ref.name} does not exist`);
-      try {
-        credentialsFromSecret(secret);
-      } catch (err) {
-        return {
-          reason: ConditionReasons.SecretInvalid,
-          message: `spec.backup.credentialsSecretRef: ${errorMessage(err)}`,
-        };
-      }
-    }
+    const credentials = await registryCredentialsProblem(c, policy);
+    if (credentials) return credentials;
     if (spec.backup?.caSecretRef) {
       const pem = (await c.secrets.value(spec.backup.caSecretRef, 'ca.crt')).toString('utf8');
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
@@ -119,12 +107,35 @@ async function findProblem(
 
 const missing = (message: string) => ({ reason: ConditionReasons.SecretNotFound, message });
 
+/** The first registry credentials Secret (backup, protection) that is missing or not a Docker config. */
+async function registryCredentialsProblem(
+  c: ControllerContext,
+  policy: SalvagePolicy,
+): Promise<{ reason: string; message: string } | undefined> {
+  const refs: [string, SecretReference | undefined][] = [
+    ['spec.backup.credentialsSecretRef', policy.spec.backup?.credentialsSecretRef],
+    ['spec.protection.registryCredentialsSecretRef', policy.spec.protection?.registryCredentialsSecretRef],
+  ];
+  for (const [field, ref] of refs) {
+    if (!ref) continue;
+    const secret = await c.secrets.get(ref.namespace, ref.name);
+    if (!secret) return missing(`${field}: Secret ${ref.namespace}/${ref.name} does not exist`);
+    try {
+      credentialsFromSecret(secret);
+    } catch (err) {
+      return { reason: ConditionReasons.SecretInvalid, message: `${field}: ${errorMessage(err)}` };
+    }
+  }
+  return undefined;
+}
+
 /** Every Secret the policy names, with the field that names it. */
 function secretRefsOf(policy: SalvagePolicy): [string, { namespace: string; name: string }][] {
-  const { backup, notifications } = policy.spec;
+  const { backup, notifications, protection } = policy.spec;
   const refs: [string, { namespace: string; name: string } | undefined][] = [
     ['spec.backup.credentialsSecretRef', backup?.credentialsSecretRef],
     ['spec.backup.caSecretRef', backup?.caSecretRef],
+    ['spec.protection.registryCredentialsSecretRef', protection?.registryCredentialsSecretRef],
     ['spec.notifications.webhook.urlSecretRef', notifications?.webhook?.urlSecretRef],
     ['spec.notifications.webhook.signingSecretRef', notifications?.webhook?.signingSecretRef],
   ];

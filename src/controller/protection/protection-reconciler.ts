@@ -1,0 +1,209 @@
+// SalvagePolicy spec.protection → protective copies, before anything gets stuck. One reconcile per policy: list the
+// digests the policy's pods run (caches), survey them (who holds a complete copy, does the registry still serve it:
+// asked outside the reconcile in a lookup that re-enqueues the policy), plan purely (protection-plan.ts), and create one
+// SalvageRecord (purpose Protect) per new copy. The records then move the image like any rescue: the record state
+// machine locates a holder (a leaving node included), transfers, imports, pushes to the backup registry.
+//
+// Level-triggered and periodic: a policy is surveyed every --protection-survey-period, and at once when a node is
+// cordoned, tainted for removal or deleted, or one of its protective records finishes.
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import { errorMessage, isFinalPhase, recordName, SalvageRecordResource } from '../../api/index.ts';
+import type { SalvagePolicy } from '../../api/index.ts';
+import { credentialsFromSecret } from '../../registry/index.ts';
+import type { CredentialLookup } from '../../registry/index.ts';
+import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
+import type { ControllerContext } from '../context.ts';
+import { digestFromPod } from '../pod/detection.ts';
+import { nodePlatform, repositoryOf } from '../pod/node-images.ts';
+import { effectivePolicy } from '../policy/effective-policy.ts';
+import type { ProtectionSettings } from '../policy/effective-policy.ts';
+import { decideScope, scopeSubject } from '../policy/policy-match.ts';
+import { newRecord } from '../record/new-record.ts';
+import { leavingReason, nodeZone, underDiskPressure } from './leaving-nodes.ts';
+import { planProtection } from './protection-plan.ts';
+import type { DigestFacts, EndangeredImage, ExistingRecord, ImageInUse, NodeFacts } from './protection-plan.ts';
+
+export async function reconcileProtection(
+  c: ControllerContext,
+  name: string,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult | void> {
+  const policy = c.caches.policies.getByName(name);
+  const protection = policy && !policy.metadata?.deletionTimestamp ? protectionOf(policy) : undefined;
+  if (!policy || !protection) {
+    c.metrics.observeProtection(name, undefined);
+    return;
+  }
+  const period = { requeueAfterMs: c.protection.surveyPeriodMs };
+  const images = imagesInUse(c, policy);
+  if (images.length === 0) {
+    c.metrics.observeProtection(name, { endangered: 0, lost: 0 });
+    return period;
+  }
+  const survey = c.protection.lookups.take({
+    uid: policy.metadata?.uid ?? name,
+    key: name,
+    kind: 'survey',
+    run: (signal) => surveyImages(c, images, protection, signal),
+  });
+  if (!survey) return;
+  const plan = planProtection({
+    images,
+    facts: survey.value,
+    nodes: nodeFacts(c),
+    records: protectiveRecords(c),
+    minCopies: protection.minCopies,
+    evacuateOnDrain: protection.evacuateOnDrain,
+  });
+  c.metrics.observeProtection(name, { endangered: plan.endangered.length, lost: plan.lost.length });
+  for (const digest of plan.lost) {
+    ctx.log.warn('an image in use is gone from its registry and no node holds a complete copy', { digest });
+  }
+  // One namespace refusing a record (being deleted, a quota) must not stop the copies of other images; the first
+  // failure is rethrown afterwards so the policy is retried with backoff.
+  const failures: unknown[] = [];
+  for (const image of plan.endangered) failures.push(...(await protect(c, policy, image, ctx)));
+  if (failures.length > 0) throw failures[0];
+  return period;
+}
+
+/** spec.protection as tote applies it; undefined when absent or unreadable (the policy reconciler reports the field). */
+function protectionOf(policy: SalvagePolicy): ProtectionSettings | undefined {
+  try {
+    const effective = effectivePolicy(policy);
+    return effective.mode === 'Salvage' ? effective.protection : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The digests run by pods this policy governs (it wins their scope), with the reference the first of them names it by
+ * and that pod's namespace. Pods that finished or are being deleted do not count; pods without a digest yet (still
+ * pulling, or stuck: the rescue path's business) neither.
+ */
+function imagesInUse(c: ControllerContext, policy: SalvagePolicy): ImageInUse[] {
+  const byDigest = new Map<string, ImageInUse>();
+  const pods = c.caches.pods
+    .list()
+    .filter((p) => p.spec?.nodeName && !p.metadata?.deletionTimestamp && !finished(p))
+    .sort((a, b) => podKey(a).localeCompare(podKey(b)));
+  for (const pod of pods) {
+    const namespace = c.caches.namespaces.getByName(pod.metadata?.namespace ?? '');
+    for (const container of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      const image = container.image ?? '';
+      const digest = digestFromPod(pod, container.name, image);
+      const repository = repositoryOf(image);
+      if (!digest || !repository || byDigest.has(digest)) continue;
+      const scope = decideScope(c.caches.policies.list(), scopeSubject(pod, namespace, repository));
+      if (!scope.inScope || scope.policy?.metadata?.name !== policy.metadata?.name) continue;
+      byDigest.set(digest, { digest, imageRef: image, namespace: pod.metadata?.namespace ?? '' });
+    }
+  }
+  return [...byDigest.values()];
+}
+
+const finished = (pod: V1Pod) => pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+const podKey = (pod: V1Pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+
+/** Who holds each digest completely (every live agent asked, batched per node) and what its registry says. */
+async function surveyImages(
+  c: ControllerContext,
+  images: readonly ImageInUse[],
+  protection: ProtectionSettings,
+  signal: AbortSignal,
+): Promise<Map<string, DigestFacts>> {
+  const nodes = [...c.agents.alive().keys()];
+  const credentials = await registryCredentials(c, protection);
+  const facts = new Map<string, DigestFacts>();
+  await Promise.all(
+    images.map(async (image) => {
+      const [round, registry] = await Promise.all([
+        c.agents.imageEverywhere(nodes, image.digest),
+        c.protection.registry.check(image.imageRef, image.digest, {
+          intervalMs: protection.registryCheckIntervalMs,
+          ...(credentials ? { credentials } : {}),
+          signal,
+        }),
+      ]);
+      const holders = [...round.answers].filter(([, held]) => held?.complete).map(([node]) => node);
+      facts.set(image.digest, { holders, registry });
+    }),
+  );
+  return facts;
+}
+
+async function registryCredentials(
+  c: ControllerContext,
+  protection: ProtectionSettings,
+): Promise<CredentialLookup | undefined> {
+  const ref = protection.registryCredentialsSecretRef;
+  if (!ref) return undefined;
+  const secret = await c.secrets.get(ref.namespace, ref.name);
+  // The policy reconciler says Ready=False for a missing Secret; meanwhile the registry is asked anonymously.
+  return secret ? credentialsFromSecret(secret) : undefined;
+}
+
+function nodeFacts(c: ControllerContext): NodeFacts[] {
+  const alive = c.agents.alive();
+  return c.caches.nodes.list().map((node) => ({
+    name: node.metadata?.name ?? '',
+    platform: nodePlatform(node),
+    zone: nodeZone(node),
+    leaving: leavingReason(node),
+    agentAlive: alive.has(node.metadata?.name ?? ''),
+    diskPressure: underDiskPressure(node),
+  }));
+}
+
+/** Every record with a digest (rescues included: a rescue on its way is a copy on its way). */
+function protectiveRecords(c: ControllerContext): ExistingRecord[] {
+  return c.caches.records.list().flatMap((r) => {
+    const digest = r.spec.digest ?? r.status?.digest;
+    return digest ? [{ digest, targetNode: r.spec.targetNode, active: !isFinalPhase(r.status?.phase) }] : [];
+  });
+}
+
+/** One record per new copy of an endangered image; returns the errors of the creations that failed. */
+async function protect(
+  c: ControllerContext,
+  policy: SalvagePolicy,
+  image: EndangeredImage,
+  ctx: ReconcileContext,
+): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  if (image.shortBy > 0) {
+    ctx.log.warn('not enough nodes qualify for the copies this image needs', {
+      digest: image.digest,
+      holders: image.holders,
+      shortBy: image.shortBy,
+    });
+  }
+  for (const target of image.newTargets) {
+    const name = recordName({ digest: image.digest, imageRef: image.imageRef, node: target });
+    const record = newRecord(name, image.namespace, policy, {
+      imageRef: image.imageRef,
+      digest: image.digest,
+      targetNode: target,
+      purpose: 'Protect',
+      reason: image.reason,
+    });
+    try {
+      const { created } = await c.kube.createOrGet(SalvageRecordResource, record as KubernetesObject);
+      if (!created) continue;
+      c.metrics.protectiveCopies.inc({ reason: image.reason });
+      ctx.log.info('endangered image: protective copy ordered', {
+        record: `${image.namespace}/${name}`,
+        digest: image.digest,
+        holders: image.holders,
+        leaving: image.leavingHolders,
+        target,
+        reason: image.reason,
+      });
+    } catch (err) {
+      ctx.log.warn('could not create a protective record', { record: name, error: errorMessage(err) });
+      failures.push(err);
+    }
+  }
+  return failures;
+}
