@@ -65,6 +65,20 @@ export function wireHandlers(
     if (watched(pod.metadata?.namespace) && detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
   };
   caches.pods.addEventHandler({ add: enqueueStuckPod, update: (_old, pod) => enqueueStuckPod(pod) });
+  // A pod that started running an image is a new image in use for the protecting policies: survey them soon (after a
+  // short delay, so a rollout of many pods makes one survey).
+  const protectingPoliciesSoon = () => {
+    for (const p of caches.policies.list())
+      if (p.spec.protection) queues.protection.addAfter(p.metadata?.name ?? '', protectionSettleMs);
+  };
+  caches.pods.addEventHandler({
+    add: (pod) => {
+      if (imageIds(pod) !== '') protectingPoliciesSoon();
+    },
+    update: (old, pod) => {
+      if (imageIds(old) !== imageIds(pod)) protectingPoliciesSoon();
+    },
+  });
 
   caches.records.addEventHandler(
     enqueueHandler<SalvageRecord & KubernetesObject>(
@@ -134,6 +148,15 @@ export function wireHandlers(
   };
   caches.agentLeases.addEventHandler({ add: agentsChanged, delete: agentsChanged });
 }
+
+/** How long pod starts are gathered before the protecting policies survey them. */
+const protectionSettleMs = 2_000;
+
+/** The image digests a pod's containers run, as the kubelet reports them (empty until one starts). */
+const imageIds = (pod: V1Pod): string =>
+  [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
+    .map((s) => s.imageID ?? '')
+    .join(',');
 
 /** On becoming leader: everything cached is work once. */
 export function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues): void {

@@ -1,0 +1,77 @@
+// Protecting the last copy before anything gets stuck (SalvagePolicy spec.protection), end to end on the local cluster
+// with real agents and containerd: an image a running pod uses, gone from its registry, held by one node only, is copied
+// to another node (replicate); and when the node holding the only copy is tainted for removal, its image is copied
+// off it (evacuate). The records tell the story. Draining a node with real kubelets is test/e2e/real-protection.test.ts.
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureCluster, kubectl } from '../support/cluster.ts';
+import type { ClusterEnv } from '../support/cluster.ts';
+import { testNamespace } from '../support/cluster.ts';
+import { nodeHasImage } from '../support/images.ts';
+import { ensureTote } from '../support/tote.ts';
+import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import type { SalvageRecord } from '../../src/api/index.ts';
+
+let env: ClusterEnv;
+
+const protective = (r: SalvageRecord) => r.spec.purpose === 'Protect';
+
+describe('protection: copies of an endangered image before anything gets stuck', () => {
+  before(async () => {
+    env = await ensureCluster();
+    await ensureTote(env);
+  });
+
+  it('replicates an image in use that only one node holds and no registry serves', async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, { protection: { minCopies: 2 } }, t);
+    const image = await lostImage(env, { repository: `protect/${ns.name}`, tag: 'v1', layers: 2 }, ['node-a']);
+    const ref = image.reference(env.sourceRegistry);
+    await deployment(env, ns.name, 'app', ref, ['node-a']);
+    await waitForRunningPods(env, ns.name, 'app', 1);
+
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => protective(r) && r.status?.phase === 'Completed');
+    assert.ok(record);
+    assert.equal(record.spec.reason, 'Endangered');
+    assert.equal(record.spec.digest, image.target.digest);
+    assert.equal(record.status?.sourceNode, 'node-a');
+    assert.notEqual(record.spec.targetNode, 'node-a');
+    assert.ok(
+      await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref),
+      `${record.spec.targetNode}'s containerd holds the image under the pod's reference`,
+    );
+    assert.match(record.status?.message ?? '', /protective copy/);
+
+    // Two copies now: no third record, whatever the next surveys find.
+    const table = await kubectl(env, ['get', 'svr', '-n', ns.name]);
+    assert.match(table.stdout, /Protect\s+Completed\s+node-a\s+node-[bc]/, table.stdout);
+    assert.equal(table.stdout.trim().split('\n').length, 2, table.stdout);
+  });
+
+  it('evacuates the only copy off a node tainted for removal', async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, { protection: { minCopies: 1 } }, t);
+    const image = await lostImage(env, { repository: `evacuate/${ns.name}`, tag: 'v1', layers: 2 }, ['node-a']);
+    const ref = image.reference(env.sourceRegistry);
+    await deployment(env, ns.name, 'app', ref, ['node-a']);
+    await waitForRunningPods(env, ns.name, 'app', 1);
+
+    // cluster-autoscaler's scale-down taint (as PreferNoSchedule, so the stories running beside this one still schedule
+    // on node-a: tote reads the key, whatever the effect).
+    const taint = 'ToBeDeletedByClusterAutoscaler=1700000000:PreferNoSchedule';
+    t.after(async () => {
+      await kubectl(env, ['taint', 'node', 'node-a', `${taint}-`]);
+    });
+    const tainted = await kubectl(env, ['taint', 'node', 'node-a', taint, '--overwrite']);
+    assert.equal(tainted.code, 0, tainted.stderr);
+
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => protective(r) && r.status?.phase === 'Completed');
+    assert.ok(record);
+    assert.equal(record.spec.reason, 'Evacuation');
+    assert.equal(record.status?.sourceNode, 'node-a', 'the leaving node serves as the source');
+    assert.notEqual(record.spec.targetNode, 'node-a');
+    assert.ok(await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref));
+    const history = (record.status?.history ?? []).map((h) => h.message).join('\n');
+    assert.match(history, /a node holding it is leaving the cluster/);
+  });
+});
