@@ -14,6 +14,7 @@ export type {
   ImportResponse,
   Platform,
   PushImageResponse,
+  PinImageResponse,
   RemoveImageResponse,
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';

@@ -152,6 +152,13 @@ async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
             detail: `${version}: some images lack layers (discard_unpacked_layers?); those cannot be a source`,
           };
         }
+        if (!info.pinsHonoured) {
+          return {
+            check,
+            verdict: 'warn',
+            detail: `${version}: ignores pins set outside CRI (honoured from 1.6.26, 1.7.10, 2.0); policy spec.protection relies on copies here`,
+          };
+        }
         return { check, verdict: 'ok', detail: `${version} at ${endpoint.address}` };
       } catch (err) {
         return {

@@ -14,6 +14,7 @@ import type { ControllerMetrics } from './metrics.ts';
 import type { OperationTracker } from './operations.ts';
 import type { MachineSettings } from './record/record-machine.ts';
 import type { SecretReader } from './secrets.ts';
+import type { PinKeeper } from './protection/pin-keeper.ts';
 import type { RegistryWatch } from './protection/registry-watch.ts';
 import type { Notifier } from './notify/notifier.ts';
 
@@ -55,6 +56,7 @@ export interface ControllerContext {
     /** Surveys of protecting policies, run outside reconciles; each re-enqueues its policy's protection key. */
     lookups: LookupTracker;
     registry: RegistryWatch;
+    pins: PinKeeper;
     surveyPeriodMs: number;
   };
   /** Surveys a protecting policy's images now (a node is leaving, a protective copy finished). */

@@ -43,6 +43,7 @@ import { OperationTracker } from './operations.ts';
 import { reconcilePod } from './pod/pod-reconciler.ts';
 import { reconcilePolicy } from './policy/policy-reconciler.ts';
 import { reconcileProtection } from './protection/protection-reconciler.ts';
+import { PinKeeper } from './protection/pin-keeper.ts';
 import { RegistryWatch } from './protection/registry-watch.ts';
 import { defaultMachineSettings } from './record/record-machine.ts';
 import type { MachineSettings } from './record/record-machine.ts';
@@ -221,6 +222,12 @@ function createQueues(config: ControllerConfig, clock: Clock, runtime: RuntimeMe
   return queues;
 }
 
+/**
+ * How long a pin holds unless a survey renews it (at half-life). Long enough to outlive a controller restart or an
+ * outage of hours; short enough that the pin of an image nobody uses any more lapses the same day.
+ */
+const pinTtlMs = 6 * 3_600_000;
+
 /** What every reconcile shares (context.ts): clients, caches, trackers of work outside reconciles, settings. */
 function createContext(
   settings: ControllerSettings,
@@ -231,22 +238,24 @@ function createContext(
   const signingKey = createPrivateKey(settings.tokenSigningKey);
   // Policies may name Secrets in the controller's own namespace only (config/rbac: a Role there, nothing cluster-wide).
   const secrets = new SecretReader(kube, clock, config.podNamespace ?? config.leaderElectionNamespace);
+  const agents = new AgentDirectory({
+    leases: caches.agentLeases,
+    tls: settings.tls,
+    clock,
+    callTimeoutMs: config.agentRpcTimeoutMs,
+  });
+  const events = new KubeEventRecorder(kube, { clock, log, instance: config.podName ?? 'tote-controller' });
   return {
     kube,
     clock,
     log,
     metrics,
     caches,
-    agents: new AgentDirectory({
-      leases: caches.agentLeases,
-      tls: settings.tls,
-      clock,
-      callTimeoutMs: config.agentRpcTimeoutMs,
-    }),
+    agents,
     imports: new OperationTracker<ImportResponse>({ notify: (k) => queues.records.add(k), clock }),
     pushes: new OperationTracker<PushImageResponse>({ notify: (k) => queues.records.add(k), clock }),
     lookups: new LookupTracker({ notify: (k) => queues.records.add(k), clock }),
-    events: new KubeEventRecorder(kube, { clock, log, instance: config.podName ?? 'tote-controller' }),
+    events,
     secrets,
     notifier: new Notifier({ secrets, log, metrics }),
     signToken: (claims) => {
@@ -261,6 +270,14 @@ function createContext(
     protection: {
       lookups: new LookupTracker({ notify: (k) => queues.protection.add(k), clock }),
       registry: new RegistryWatch({ clock, log }),
+      pins: new PinKeeper({
+        agents,
+        events,
+        clock,
+        log,
+        pinTtlMs,
+        nodeUid: (node) => caches.nodes.getByName(node)?.metadata?.uid ?? '',
+      }),
       surveyPeriodMs: config.protectionSurveyPeriodMs,
     },
     enqueueRecord: (key) => queues.records.add(key),

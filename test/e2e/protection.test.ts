@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { ensureCluster, kubectl } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { testNamespace } from '../support/cluster.ts';
-import { nodeHasImage } from '../support/images.ts';
+import { nodeHasImage, nodeImageLabels } from '../support/images.ts';
+import { pollUntil, watchUntil } from '../support/wait.ts';
+import type { CoreV1Event } from '@kubernetes/client-node';
 import { ensureTote } from '../support/tote.ts';
 import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
 import type { SalvageRecord } from '../../src/api/index.ts';
@@ -41,6 +43,35 @@ describe('protection: copies of an endangered image before anything gets stuck',
       `${record.spec.targetNode}'s containerd holds the image under the pod's reference`,
     );
     assert.match(record.status?.message ?? '', /protective copy/);
+
+    // Both copies are pinned against the kubelet's image GC (node-a's by the first survey, the new one by the next).
+    for (const node of ['node-a', record.spec.targetNode]) {
+      await pollUntil(
+        async () => {
+          const labels = [...(await nodeImageLabels(env.nodeSockets.get(node) ?? '', image.target.digest)).values()];
+          return labels.length > 0 && labels.every((l) => l['io.cri-containerd.pinned'] === 'pinned')
+            ? true
+            : undefined;
+        },
+        {
+          what: `${image.target.digest} pinned on ${node}`,
+          describe: async () =>
+            JSON.stringify([...(await nodeImageLabels(env.nodeSockets.get(node) ?? '', image.target.digest))]),
+        },
+      );
+    }
+
+    // The local cluster's containerd 1.6.20 ignores such pins: node-a says so, where `kubectl describe node` shows it.
+    assert.equal(env.nodeContainerd.get('node-a'), '1.6');
+    await watchUntil<CoreV1Event, true>(
+      env,
+      '/api/v1/namespaces/default/events',
+      { fieldSelector: 'involvedObject.kind=Node,involvedObject.name=node-a,reason=PinsIgnored' },
+      (events) => (events.size > 0 ? true : undefined),
+      { what: 'a PinsIgnored Event on node-a' },
+    );
+    const described = await kubectl(env, ['describe', 'node', 'node-a']);
+    assert.match(described.stdout, /PinsIgnored/);
 
     // Two copies now: no third record, whatever the next surveys find.
     const table = await kubectl(env, ['get', 'svr', '-n', ns.name]);

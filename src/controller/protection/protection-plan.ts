@@ -24,6 +24,8 @@ export interface DigestFacts {
   /** Nodes holding a complete copy (any platform the image has), as the agents answered. */
   holders: string[];
   registry: RegistryAnswer;
+  /** By holder: unix seconds until which tote's pin holds there (absent or 0: tote has not pinned it). */
+  pinnedUntil?: ReadonlyMap<string, number>;
 }
 
 export interface NodeFacts {
@@ -184,4 +186,40 @@ function chooseTargets(count: number, candidates: readonly NodeFacts[], zones: M
     zones.set(node.zone ?? '', (zones.get(node.zone ?? '') ?? 0) + 1);
   }
   return chosen;
+}
+
+/** Pin (or renew the pin of) `digest` on `node`, or remove tote's pin there. */
+export interface PinChange {
+  node: string;
+  digest: string;
+  pin: boolean;
+}
+
+/**
+ * Pins for the images in use: every complete copy of an image no registry serves is pinned (the copies tote makes
+ * included), renewed once less than half of `pinTtlSeconds` is left; tote's pins come off at once when the registry
+ * serves the digest again. A pin on an image no longer in use is not renewed and lapses on the node (the agent removes
+ * it): no survey sees that image any more to say so. Several policies may judge one digest; "the registry serves it"
+ * is the only verdict they all share, so it is the only one that removes a pin.
+ */
+export function planPins(input: {
+  images: readonly ImageInUse[];
+  facts: ReadonlyMap<string, DigestFacts>;
+  nowSeconds: number;
+  pinTtlSeconds: number;
+}): PinChange[] {
+  const changes: PinChange[] = [];
+  for (const { digest } of input.images) {
+    const facts = input.facts.get(digest);
+    if (!facts || facts.registry === 'unknown') continue;
+    for (const node of facts.holders) {
+      const until = facts.pinnedUntil?.get(node) ?? 0;
+      if (facts.registry === 'serves') {
+        if (until > 0) changes.push({ node, digest, pin: false });
+      } else if (until - input.nowSeconds < input.pinTtlSeconds / 2) {
+        changes.push({ node, digest, pin: true });
+      }
+    }
+  }
+  return changes;
 }

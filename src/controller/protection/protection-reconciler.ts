@@ -20,7 +20,7 @@ import type { ProtectionSettings } from '../policy/effective-policy.ts';
 import { decideScope, scopeSubject } from '../policy/policy-match.ts';
 import { newRecord } from '../record/new-record.ts';
 import { leavingReason, nodeZone, underDiskPressure } from './leaving-nodes.ts';
-import { planProtection } from './protection-plan.ts';
+import { planPins, planProtection } from './protection-plan.ts';
 import type { DigestFacts, EndangeredImage, ExistingRecord, ImageInUse, NodeFacts } from './protection-plan.ts';
 
 export async function reconcileProtection(
@@ -56,6 +56,13 @@ export async function reconcileProtection(
     evacuateOnDrain: protection.evacuateOnDrain,
   });
   c.metrics.observeProtection(name, { endangered: plan.endangered.length, lost: plan.lost.length });
+  const pins = planPins({
+    images,
+    facts: survey.value,
+    nowSeconds: Math.floor(c.clock.now() / 1000),
+    pinTtlSeconds: c.protection.pins.pinTtlMs / 1000,
+  });
+  c.protection.pins.apply(pins.filter((change) => !change.pin || protection.pin));
   for (const digest of plan.lost) {
     ctx.log.warn('an image in use is gone from its registry and no node holds a complete copy', { digest });
   }
@@ -126,8 +133,12 @@ async function surveyImages(
           signal,
         }),
       ]);
-      const holders = [...round.answers].filter(([, held]) => held?.complete).map(([node]) => node);
-      facts.set(image.digest, { holders, registry });
+      const complete = [...round.answers].filter(([, held]) => held?.complete);
+      facts.set(image.digest, {
+        holders: complete.map(([node]) => node),
+        registry,
+        pinnedUntil: new Map(complete.map(([node, held]) => [node, held?.pinnedUntil ?? 0])),
+      });
     }),
   );
   return facts;

@@ -54,6 +54,9 @@ const knownMetrics = {
     'tote_records',
     'tote_agents_alive',
     'tote_last_copy_images',
+    'tote_endangered_images',
+    'tote_lost_images',
+    'tote_protective_copies_total',
     // src/runtime/metrics.ts
     'tote_reconcile_total',
     'tote_reconcile_duration_seconds',
@@ -609,7 +612,14 @@ describe('deployment manifests (config/)', () => {
         }
       ).spec.groups;
       const alerts = groups.flatMap((g) => g.rules);
-      for (const wanted of ['ToteSalvageFailing', 'ToteLastCopyOfImage', 'ToteAgentsDown', 'ToteNotActionableSpike'])
+      for (const wanted of [
+        'ToteSalvageFailing',
+        'ToteLastCopyOfImage',
+        'ToteEndangeredImage',
+        'ToteImageLost',
+        'ToteAgentsDown',
+        'ToteNotActionableSpike',
+      ])
         assert.ok(
           alerts.some((a) => a.alert === wanted),
           `alert ${wanted}`,

@@ -47,6 +47,7 @@ const image = (d: string): AgentImage => ({
   configDigest: '',
   managed: false,
   pinned: false,
+  pinnedUntil: 0,
 });
 
 function fakeConnect(channels: FakeChannel[]) {
@@ -89,6 +90,7 @@ function fakeConnect(channels: FakeChannel[]) {
         return done.promise;
       },
       removeImage: unused,
+      pinImage: unused,
       pushImage: unused,
       close: () => {
         channel.closed = true;

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Node } from '@kubernetes/client-node';
-import { planProtection } from '../../../src/controller/protection/protection-plan.ts';
+import { planPins, planProtection } from '../../../src/controller/protection/protection-plan.ts';
 import type {
   DigestFacts,
   ExistingRecord,
@@ -200,4 +200,42 @@ describe('leavingReason: what announces a node’s removal', () => {
     },
   ];
   for (const c of cases) it(c.name, () => assert.equal(leavingReason(c.node) !== undefined, c.leaving));
+});
+
+describe('planPins: copies of images no registry serves stay pinned; tote’s pins come off when it serves them', () => {
+  const now = 1_000_000;
+  const ttl = 6 * 3600;
+  const pinsOf = (registry: DigestFacts['registry'], pinnedUntil: [string, number][]) =>
+    planPins({
+      images: [{ digest, imageRef: 'registry.example.com/team/app:1.4', namespace: 'team' }],
+      facts: new Map([[digest, { holders: ['node-a', 'node-b'], registry, pinnedUntil: new Map(pinnedUntil) }]]),
+      nowSeconds: now,
+      pinTtlSeconds: ttl,
+    }).map((c) => `${c.pin ? 'pin' : 'unpin'} ${c.node}`);
+  const cases: { name: string; registry: DigestFacts['registry']; pinned: [string, number][]; want: string[] }[] = [
+    {
+      name: 'gone, nothing pinned: pin every holder',
+      registry: 'gone',
+      pinned: [],
+      want: ['pin node-a', 'pin node-b'],
+    },
+    {
+      name: 'gone, one pin fresh, one past half-life: renew only that one',
+      registry: 'unreachable',
+      pinned: [
+        ['node-a', now + ttl],
+        ['node-b', now + ttl / 2 - 1],
+      ],
+      want: ['pin node-b'],
+    },
+    {
+      name: 'served again: tote’s pins come off',
+      registry: 'serves',
+      pinned: [['node-a', now + ttl]],
+      want: ['unpin node-a'],
+    },
+    { name: 'served, never pinned by tote: nothing', registry: 'serves', pinned: [], want: [] },
+    { name: 'registry not asked yet: nothing', registry: 'unknown', pinned: [], want: [] },
+  ];
+  for (const c of cases) it(c.name, () => assert.deepEqual(pinsOf(c.registry, c.pinned), c.want));
 });
