@@ -31,8 +31,11 @@ const holder = 'node-a';
 const runId = `p${Date.now().toString(36)}`;
 const registryCheckInterval = '30s';
 
-/** `count` images of `sizeMb`, each pulled by node-a and run by a one-pod Deployment there. */
-async function imagesInUse(env: ClusterEnv, namespace: string, scenario: string): Promise<TestImage[]> {
+/**
+ * `count` images of `sizeMb`, each pulled by node-a and run by a one-pod Deployment there; `lost`: removed from the
+ * registry before the pods start, so the policy has known them unserved all along.
+ */
+async function imagesInUse(env: ClusterEnv, namespace: string, scenario: string, lost: boolean): Promise<TestImage[]> {
   const layers = 2;
   const images: TestImage[] = [];
   for (let i = 0; i < imageCount; i++) {
@@ -48,6 +51,7 @@ async function imagesInUse(env: ClusterEnv, namespace: string, scenario: string)
       },
       [holder],
     );
+    if (lost) await deleteImageFromRegistry(registries(env).source, image, env.sourceRegistryConfig);
     await deployment(env, namespace, `app-${i}`, image.reference(env.sourceRegistry), [holder]);
     images.push(image);
   }
@@ -70,8 +74,7 @@ function spread(records: SalvageRecord[], start: number): { first_s: number; las
 async function cordonScenario(env: ClusterEnv): Promise<Record<string, unknown>> {
   const ns = await testNamespace(env, { name: 'bench-evacuate' });
   await scopedPolicy(env, ns, { protection: { minCopies: 1, registryCheckInterval } });
-  const images = await imagesInUse(env, ns.name, 'evacuate');
-  for (const image of images) await deleteImageFromRegistry(registries(env).source, image, env.sourceRegistryConfig);
+  const images = await imagesInUse(env, ns.name, 'evacuate', true);
   log(`${images.length} images only on ${holder}, gone from the registry; cordoning ${holder}`);
   const started = Date.now();
   const cordoned = await kubectl(env, ['cordon', holder]);
@@ -94,7 +97,7 @@ async function cordonScenario(env: ClusterEnv): Promise<Record<string, unknown>>
 async function registryScenario(env: ClusterEnv): Promise<Record<string, unknown>> {
   const ns = await testNamespace(env, { name: 'bench-replicate' });
   await scopedPolicy(env, ns, { protection: { minCopies: 3, registryCheckInterval } });
-  const images = await imagesInUse(env, ns.name, 'replicate');
+  const images = await imagesInUse(env, ns.name, 'replicate', false);
   log(`${images.length} images on ${holder}, still served; removing them from the registry`);
   const started = Date.now();
   for (const image of images) await deleteImageFromRegistry(registries(env).source, image, env.sourceRegistryConfig);

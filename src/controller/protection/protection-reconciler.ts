@@ -23,6 +23,9 @@ import { leavingReason, nodeZone, underDiskPressure } from './leaving-nodes.ts';
 import { planPins, planProtection } from './protection-plan.ts';
 import type { DigestFacts, EndangeredImage, ExistingRecord, ImageInUse, NodeFacts } from './protection-plan.ts';
 
+/** Surveys of one policy are at least this far apart, whatever expires. */
+const minSurveyGapMs = 1_000;
+
 export async function reconcileProtection(
   c: ControllerContext,
   name: string,
@@ -71,7 +74,10 @@ export async function reconcileProtection(
   const failures: unknown[] = [];
   for (const image of plan.endangered) failures.push(...(await protect(c, policy, image, ctx)));
   if (failures.length > 0) throw failures[0];
-  return period;
+  // Again when the survey period ends, or sooner when a registry answer expires: a registry that stops serving is
+  // then noticed one registryCheckInterval after it last said it served, not up to a survey period later.
+  const due = c.protection.registry.dueInMs(images, protection.registryCheckIntervalMs);
+  return { requeueAfterMs: Math.max(minSurveyGapMs, Math.min(c.protection.surveyPeriodMs, due)) };
 }
 
 /** spec.protection as tote applies it; undefined when absent or unreadable (the policy reconciler reports the field). */

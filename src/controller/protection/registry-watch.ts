@@ -36,18 +36,29 @@ export class RegistryWatch {
     this.#timeoutMs = options.timeoutMs ?? 10_000;
   }
 
+  /**
+   * Milliseconds until the first of these images' answers is older than `intervalMs` (0 for one never asked): when
+   * to survey again so a registry that stopped serving is noticed one interval after the answer that it served.
+   */
+  dueInMs(images: readonly { imageRef: string; digest: string }[], intervalMs: number): number {
+    const now = this.#clock.now();
+    let due = Infinity;
+    for (const { imageRef, digest } of images) {
+      const key = keyOf(imageRef, digest);
+      const cached = key === undefined ? undefined : this.#answers.get(key);
+      due = Math.min(due, cached ? Math.max(0, cached.at + intervalMs - now) : 0);
+    }
+    return due;
+  }
+
   /** The registry's answer for `digest` of `imageRef`'s repository, asked anew once older than `intervalMs`. */
   async check(
     imageRef: string,
     digest: string,
     options: { intervalMs: number; credentials?: CredentialLookup; signal?: AbortSignal },
   ): Promise<Exclude<RegistryAnswer, 'unknown'>> {
-    let key: string;
-    try {
-      key = `${parseReference(imageRef).name}@${digest}`;
-    } catch {
-      return 'gone';
-    }
+    const key = keyOf(imageRef, digest);
+    if (key === undefined) return 'gone';
     const cached = this.#answers.get(key);
     if (cached && this.#clock.now() - cached.at < options.intervalMs) return cached.answer;
     let asking = this.#asking.get(key);
@@ -87,5 +98,14 @@ export class RegistryWatch {
       if (oldest !== undefined) this.#answers.delete(oldest);
     }
     return cached;
+  }
+}
+
+/** `repository@digest` of an image, or undefined for a reference that does not parse (no registry can serve it). */
+function keyOf(imageRef: string, digest: string): string | undefined {
+  try {
+    return `${parseReference(imageRef).name}@${digest}`;
+  } catch {
+    return undefined;
   }
 }
