@@ -2,6 +2,8 @@
 // record someone else pinned is never touched; a pin nobody renewed is swept; ListImages reports tote's pin.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { isToteError } from '../../../src/api/errors.ts';
+import { connectAgent } from '../../../src/agentapi/index.ts';
 import { criPinnedLabel, totePinnedUntilLabel } from '../../../src/containerd/index.ts';
 import { sweepLapsedPins } from '../../../src/agent/pins.ts';
 import { seedImage } from '../../support/containerd-images.ts';
@@ -86,5 +88,24 @@ describe('agent: PinImage', () => {
     for (const labels of Object.values(await labelsOf(lapsed.target.digest))) assert.deepEqual(labels, ['', '']);
     for (const labels of Object.values(await labelsOf(current.target.digest)))
       assert.deepEqual(labels, ['pinned', String(now + 3600)]);
+  });
+
+  it('refuses PinImage from anyone but the controller', async () => {
+    const image = buildImage({ repository: 'protect/refused', tag: '1', layers: [{ size: 1000 }] });
+    await seedImage(node.containerd, image, { name: 'registry.test/protect/refused:1' });
+    const asAgent = connectAgent({
+      address: node.agent.address,
+      tls: cluster.pki.issue({ kind: 'agent', node: 'node-other' }),
+      server: { kind: 'agent', node: node.name },
+    });
+    try {
+      await assert.rejects(
+        asAgent.pinImage({ digest: image.target.digest, until: new Date(Date.UTC(2030, 0, 1)) }),
+        (err) => isToteError(err, 'unauthorized') && err.reason === 'NotController',
+      );
+    } finally {
+      asAgent.close();
+    }
+    for (const labels of Object.values(await labelsOf(image.target.digest))) assert.deepEqual(labels, ['', '']);
   });
 });
