@@ -249,6 +249,7 @@ export interface SalvagePolicyStatus {
    * @maxItems 16
    */
   conditions?: Condition[];
+  protectionSurvey?: SalvagePolicyProtectionSurvey;
   counters?: SalvagePolicyCounters;
 }
 /**
@@ -279,6 +280,23 @@ export interface Condition {
    * A human readable explanation of the last transition.
    */
   message: string;
+}
+/**
+ * What the last survey of spec.protection found (absent without spec.protection): the images this policy's pods run, how many of them are endangered (no registry serves them and fewer than minCopies staying nodes hold them) and how many are lost (no complete copy anywhere).
+ */
+export interface SalvagePolicyProtectionSurvey {
+  /**
+   * Distinct image digests the policy's pods run.
+   */
+  imagesInUse?: number;
+  /**
+   * Images with fewer complete copies on staying nodes than minCopies, no registry serving them.
+   */
+  endangeredImages?: number;
+  /**
+   * Images no registry serves and no node holds completely.
+   */
+  lostImages?: number;
 }
 /**
  * Tallies of this policy's SalvageRecords as they stand (records pruned by TTL drop out).

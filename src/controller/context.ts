@@ -1,7 +1,7 @@
 // Everything the controller's reconcilers share, built once by the manager. Reconcilers read the world from the
 // informer caches and act through the clients here; tests build the same object around a real API server.
 import type { V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
-import type { SalvagePolicy, SalvageRecord } from '../api/index.ts';
+import type { SalvagePolicy, SalvagePolicyProtectionSurvey, SalvageRecord } from '../api/index.ts';
 import type { ImportResponse, PushImageResponse } from '../agentapi/index.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -57,6 +57,8 @@ export interface ControllerContext {
     lookups: LookupTracker;
     registry: RegistryWatch;
     pins: PinKeeper;
+    /** By policy: what its last survey in this process found, for its status (policy-reconciler.ts). */
+    surveys: Map<string, SalvagePolicyProtectionSurvey>;
     surveyPeriodMs: number;
   };
   /** Surveys a protecting policy's images now (a node is leaving, a protective copy finished). */

@@ -278,6 +278,7 @@ function createContext(
         pinTtlMs,
         nodeUid: (node) => caches.nodes.getByName(node)?.metadata?.uid ?? '',
       }),
+      surveys: new Map(),
       surveyPeriodMs: config.protectionSurveyPeriodMs,
     },
     enqueueRecord: (key) => queues.records.add(key),

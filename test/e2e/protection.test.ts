@@ -8,11 +8,11 @@ import { ensureCluster, kubectl } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { testNamespace } from '../support/cluster.ts';
 import { nodeHasImage, nodeImageLabels } from '../support/images.ts';
-import { pollUntil, watchUntil } from '../support/wait.ts';
+import { pollUntil, waitForObject, watchUntil } from '../support/wait.ts';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import { ensureTote } from '../support/tote.ts';
 import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
-import type { SalvageRecord } from '../../src/api/index.ts';
+import type { SalvagePolicy, SalvageRecord } from '../../src/api/index.ts';
 
 let env: ClusterEnv;
 
@@ -26,7 +26,7 @@ describe('protection: copies of an endangered image before anything gets stuck',
 
   it('replicates an image in use that only one node holds and no registry serves', async (t) => {
     const ns = await testNamespace(env, t);
-    await scopedPolicy(env, ns, { protection: { minCopies: 2 } }, t);
+    const policy = await scopedPolicy(env, ns, { protection: { minCopies: 2 } }, t);
     const image = await lostImage(env, { repository: `protect/${ns.name}`, tag: 'v1', layers: 2 }, ['node-a']);
     const ref = image.reference(env.sourceRegistry);
     await deployment(env, ns.name, 'app', ref, ['node-a']);
@@ -43,6 +43,15 @@ describe('protection: copies of an endangered image before anything gets stuck',
       `${record.spec.targetNode}'s containerd holds the image under the pod's reference`,
     );
     assert.match(record.status?.message ?? '', /protective copy/);
+
+    // The policy's status tells what its survey found: one image in use, no longer endangered.
+    await waitForObject<SalvagePolicy & { metadata: object }>(
+      env,
+      '/apis/tote.dev/v1alpha1/salvagepolicies',
+      policy,
+      (p) => p?.status?.protectionSurvey?.imagesInUse === 1 && p.status.protectionSurvey.endangeredImages === 0,
+      { what: `policy ${policy} status.protectionSurvey: 1 image in use, none endangered` },
+    );
 
     // Both copies are pinned against the kubelet's image GC (node-a's by the first survey, the new one by the next).
     for (const node of ['node-a', record.spec.targetNode]) {

@@ -47,6 +47,11 @@ export async function reconcilePolicy(
     conditions,
     counters: counters(c, name),
   };
+  // What the last survey in this process found; a new leader keeps the one written before until it has surveyed.
+  const survey = policy.spec.protection
+    ? (c.protection.surveys.get(name) ?? policy.status?.protectionSurvey)
+    : undefined;
+  if (survey) status.protectionSurvey = survey;
   if (JSON.stringify(status) !== JSON.stringify(policy.status ?? {})) {
     await c.kube.updateStatus(SalvagePolicyResource, { ...policy, status });
     if (problem) ctx.log.warn('policy not ready', { reason: problem.reason, message: problem.message });

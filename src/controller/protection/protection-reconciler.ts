@@ -8,7 +8,7 @@
 // cordoned, tainted for removal or deleted, or one of its protective records finishes.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isFinalPhase, recordName, SalvageRecordResource } from '../../api/index.ts';
-import type { SalvagePolicy } from '../../api/index.ts';
+import type { SalvagePolicy, SalvagePolicyProtectionSurvey } from '../../api/index.ts';
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { CredentialLookup } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
@@ -35,12 +35,13 @@ export async function reconcileProtection(
   const protection = policy && !policy.metadata?.deletionTimestamp ? protectionOf(policy) : undefined;
   if (!policy || !protection) {
     c.metrics.observeProtection(name, undefined);
+    c.protection.surveys.delete(name);
     return;
   }
   const period = { requeueAfterMs: c.protection.surveyPeriodMs };
   const images = imagesInUse(c, policy);
   if (images.length === 0) {
-    c.metrics.observeProtection(name, { endangered: 0, lost: 0 });
+    summarise(c, name, { imagesInUse: 0, endangeredImages: 0, lostImages: 0 });
     return period;
   }
   const survey = c.protection.lookups.take({
@@ -58,7 +59,11 @@ export async function reconcileProtection(
     minCopies: protection.minCopies,
     evacuateOnDrain: protection.evacuateOnDrain,
   });
-  c.metrics.observeProtection(name, { endangered: plan.endangered.length, lost: plan.lost.length });
+  summarise(c, name, {
+    imagesInUse: images.length,
+    endangeredImages: plan.endangered.length,
+    lostImages: plan.lost.length,
+  });
   const pins = planPins({
     images,
     facts: survey.value,
@@ -78,6 +83,14 @@ export async function reconcileProtection(
   // then noticed one registryCheckInterval after it last said it served, not up to a survey period later.
   const due = c.protection.registry.dueInMs(images, protection.registryCheckIntervalMs);
   return { requeueAfterMs: Math.max(minSurveyGapMs, Math.min(c.protection.surveyPeriodMs, due)) };
+}
+
+/** The survey's counts into the metrics, and into the policy's status when they changed (the policy reconciler writes it). */
+function summarise(c: ControllerContext, name: string, survey: Required<SalvagePolicyProtectionSurvey>): void {
+  c.metrics.observeProtection(name, { endangered: survey.endangeredImages, lost: survey.lostImages });
+  const before = c.protection.surveys.get(name);
+  c.protection.surveys.set(name, survey);
+  if (JSON.stringify(before) !== JSON.stringify(survey)) c.enqueuePolicy(name);
 }
 
 /** spec.protection as tote applies it; undefined when absent or unreadable (the policy reconciler reports the field). */
