@@ -1,6 +1,6 @@
 // Everything the controller's reconcilers share, built once by the manager. Reconcilers read the world from the
 // informer caches and act through the clients here; tests build the same object around a real API server.
-import type { V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Lease, V1Namespace, V1Node, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import type { SalvagePolicy, SalvagePolicyProtectionSurvey, SalvageRecord } from '../api/index.ts';
 import type { ImportResponse, PushImageResponse } from '../agentapi/index.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -18,8 +18,15 @@ import type { PinKeeper } from './protection/pin-keeper.ts';
 import type { RegistryWatch } from './protection/registry-watch.ts';
 import type { Notifier } from './notify/notifier.ts';
 
+/** A Deployment, StatefulSet or DaemonSet as cached (trimWorkload): metadata and the pod template. */
+export type Workload = KubernetesObject & { spec?: { template?: V1PodTemplateSpec } };
+
 export interface Caches {
   pods: Informer<V1Pod>;
+  /** Deployments, StatefulSets and DaemonSets: the images their pod templates want (protection). */
+  deployments: Informer<Workload>;
+  statefulSets: Informer<Workload>;
+  daemonSets: Informer<Workload>;
   nodes: Informer<V1Node>;
   namespaces: Informer<V1Namespace>;
   policies: Informer<SalvagePolicy>;

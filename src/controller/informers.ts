@@ -14,10 +14,10 @@ import { createInformer, enqueueHandler } from '../runtime/informer.ts';
 import type { InformerOptions } from '../runtime/informer.ts';
 import { objectKey, resources } from '../runtime/kube.ts';
 import type { KubeClient } from '../runtime/kube.ts';
-import { trimNode, trimPod } from '../runtime/trim.ts';
+import { trimNode, trimPod, trimWorkload } from '../runtime/trim.ts';
 import type { WorkQueue } from '../runtime/workqueue.ts';
 import { Indexes } from './context.ts';
-import type { Caches, ControllerContext } from './context.ts';
+import type { Caches, ControllerContext, Workload } from './context.ts';
 import { detectStuckContainers } from './pod/detection.ts';
 import { leavingReason } from './protection/leaving-nodes.ts';
 
@@ -36,6 +36,12 @@ export function createCaches(
       indexers: { [Indexes.podsByNode]: (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []) },
     }),
     nodes: createInformer<V1Node>(kube, resources.nodes, { ...informerOptions, transform: trimNode }),
+    deployments: createInformer<Workload>(kube, resources.deployments, { ...informerOptions, transform: trimWorkload }),
+    statefulSets: createInformer<Workload>(kube, resources.statefulSets, {
+      ...informerOptions,
+      transform: trimWorkload,
+    }),
+    daemonSets: createInformer<Workload>(kube, resources.daemonSets, { ...informerOptions, transform: trimWorkload }),
     namespaces: createInformer<V1Namespace>(kube, resources.namespaces, informerOptions),
     policies: createInformer<SalvagePolicy & KubernetesObject>(kube, SalvagePolicyResource, informerOptions),
     records: createInformer<SalvageRecord & KubernetesObject>(kube, SalvageRecordResource, {
@@ -79,6 +85,15 @@ export function wireHandlers(
       if (imageIds(old) !== imageIds(pod)) protectingPoliciesSoon();
     },
   });
+  // A workload whose pod template names other images (a rollout, a new workload) may want an image no pod runs yet.
+  for (const workloads of [caches.deployments, caches.statefulSets, caches.daemonSets]) {
+    workloads.addEventHandler({
+      add: protectingPoliciesSoon,
+      update: (old, w) => {
+        if (templateImages(old) !== templateImages(w)) protectingPoliciesSoon();
+      },
+    });
+  }
 
   caches.records.addEventHandler(
     enqueueHandler<SalvageRecord & KubernetesObject>(
@@ -156,6 +171,12 @@ const protectionSettleMs = 2_000;
 const imageIds = (pod: V1Pod): string =>
   [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
     .map((s) => s.imageID ?? '')
+    .join(',');
+
+/** The images a workload's pod template names. */
+const templateImages = (w: Workload): string =>
+  [...(w.spec?.template?.spec?.initContainers ?? []), ...(w.spec?.template?.spec?.containers ?? [])]
+    .map((c) => c.image ?? '')
     .join(',');
 
 /** On becoming leader: everything cached is work once. */

@@ -1,7 +1,7 @@
 // Protecting the last copy before anything gets stuck (SalvagePolicy spec.protection), end to end on the local cluster
 // with real agents and containerd: an image a running pod uses, gone from its registry, held by one node only, is copied
-// to another node (replicate); and when the node holding the only copy is tainted for removal, its image is copied
-// off it (evacuate). The records tell the story. Draining a node with real kubelets is test/e2e/real-protection.test.ts.
+// to another node (replicate), as is one only a scaled-to-zero Deployment's template wants; and when the node holding
+// the only copy is tainted for removal, its image is copied off it (evacuate). The records tell the story. Draining a node with real kubelets is test/e2e/real-protection.test.ts.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureCluster, kubectl } from '../support/cluster.ts';
@@ -113,5 +113,21 @@ describe('protection: copies of an endangered image before anything gets stuck',
     assert.ok(await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref));
     const history = (record.status?.history ?? []).map((h) => h.message).join('\n');
     assert.match(history, /a node holding it is leaving the cluster/);
+  });
+
+  it('protects the image of a Deployment scaled to zero, which no pod runs', async (t) => {
+    const ns = await testNamespace(env, t);
+    await scopedPolicy(env, ns, { protection: { minCopies: 2 } }, t);
+    const image = await lostImage(env, { repository: `template/${ns.name}`, tag: 'v1', layers: 1 }, ['node-c'], {
+      byDigest: true,
+    });
+    const ref = image.digestReference(env.sourceRegistry);
+    await deployment(env, ns.name, 'idle', ref, ['node-a', 'node-b', 'node-c'], 0);
+
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => protective(r) && r.status?.phase === 'Completed');
+    assert.ok(record);
+    assert.equal(record.spec.imageRef, ref, 'named as the template names it');
+    assert.equal(record.status?.sourceNode, 'node-c');
+    assert.ok(await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref));
   });
 });

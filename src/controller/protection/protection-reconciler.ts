@@ -12,9 +12,9 @@ import type { SalvagePolicy, SalvagePolicyProtectionSurvey } from '../../api/ind
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { CredentialLookup } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
-import type { ControllerContext } from '../context.ts';
+import type { ControllerContext, Workload } from '../context.ts';
 import { digestFromPod } from '../pod/detection.ts';
-import { nodePlatform, repositoryOf } from '../pod/node-images.ts';
+import { digestFromNodeImages, nodePlatform, repositoryOf } from '../pod/node-images.ts';
 import { effectivePolicy } from '../policy/effective-policy.ts';
 import type { ProtectionSettings } from '../policy/effective-policy.ts';
 import { decideScope, scopeSubject } from '../policy/policy-match.ts';
@@ -104,21 +104,24 @@ function protectionOf(policy: SalvagePolicy): ProtectionSettings | undefined {
 }
 
 /**
- * The digests run by pods this policy governs (it wins their scope), with the reference the first of them names it by
- * and that pod's namespace. Pods that finished or are being deleted do not count; pods without a digest yet (still
- * pulling, or stuck: the rescue path's business) neither.
+ * The digests this policy's workloads use: run by pods it governs (it wins their scope), or wanted by the pod template
+ * of a Deployment, StatefulSet or DaemonSet it governs whose pods do not run them (scaled to zero, a rollout under
+ * way), each with the reference the first of them names it by and that one's namespace. Pods that finished or are
+ * being deleted do not count; a pod or template whose digest is not known yet (a tag no node lists) neither: a pod
+ * stuck on it is the rescue's business.
  */
 function imagesInUse(c: ControllerContext, policy: SalvagePolicy): ImageInUse[] {
   const byDigest = new Map<string, ImageInUse>();
-  const pods = c.caches.pods
-    .list()
-    .filter((p) => p.spec?.nodeName && !p.metadata?.deletionTimestamp && !finished(p))
-    .sort((a, b) => podKey(a).localeCompare(podKey(b)));
-  for (const pod of pods) {
+  const nodes = c.caches.nodes.list();
+  const pods = c.caches.pods.list().filter((p) => p.spec?.nodeName && !p.metadata?.deletionTimestamp && !finished(p));
+  const templates = [c.caches.deployments, c.caches.statefulSets, c.caches.daemonSets].flatMap((cache) =>
+    cache.list().map(asTemplatePod),
+  );
+  for (const pod of [...sorted(pods), ...sorted(templates)]) {
     const namespace = c.caches.namespaces.getByName(pod.metadata?.namespace ?? '');
     for (const container of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
       const image = container.image ?? '';
-      const digest = digestFromPod(pod, container.name, image);
+      const digest = digestFromPod(pod, container.name, image) ?? digestFromNodeImages(nodes, image);
       const repository = repositoryOf(image);
       if (!digest || !repository || byDigest.has(digest)) continue;
       const scope = decideScope(c.caches.policies.list(), scopeSubject(pod, namespace, repository));
@@ -129,6 +132,21 @@ function imagesInUse(c: ControllerContext, policy: SalvagePolicy): ImageInUse[] 
   return [...byDigest.values()];
 }
 
+/** A workload's pod template as the pod it would make: its namespace, the template's labels, containers and no status. */
+const asTemplatePod = (w: Workload): V1Pod => ({
+  metadata: {
+    namespace: w.metadata?.namespace ?? '',
+    name: w.metadata?.name ?? '',
+    ...(w.spec?.template?.metadata?.labels ? { labels: w.spec.template.metadata.labels } : {}),
+    ...(w.spec?.template?.metadata?.annotations ? { annotations: w.spec.template.metadata.annotations } : {}),
+  },
+  spec: {
+    containers: w.spec?.template?.spec?.containers ?? [],
+    initContainers: w.spec?.template?.spec?.initContainers,
+  },
+});
+
+const sorted = (pods: V1Pod[]) => [...pods].sort((a, b) => podKey(a).localeCompare(podKey(b)));
 const finished = (pod: V1Pod) => pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
 const podKey = (pod: V1Pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
 

@@ -525,6 +525,9 @@ describe('deployment manifests (config/)', () => {
         ['get', 'deployments.apps'],
         ['get', 'statefulsets.apps'],
         ['get', 'daemonsets.apps'],
+        ['watch', 'deployments.apps'],
+        ['watch', 'statefulsets.apps'],
+        ['watch', 'daemonsets.apps'],
         ['get', 'secrets', systemNamespace],
         ['watch', 'salvagepolicies.tote.dev'],
         ['update', 'salvagepolicies.tote.dev/status'],
@@ -547,6 +550,8 @@ describe('deployment manifests (config/)', () => {
         ['create', 'pods'],
         ['update', 'leases.coordination.k8s.io', 'default'],
         ['update', 'nodes'],
+        ['list', 'replicasets.apps'],
+        ['update', 'deployments.apps'],
       ];
       const agentMay: [string, string, string?][] = [
         ['create', 'leases.coordination.k8s.io', systemNamespace],
