@@ -130,4 +130,23 @@ describe('protection: copies of an endangered image before anything gets stuck',
     assert.equal(record.status?.sourceNode, 'node-c');
     assert.ok(await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref));
   });
+
+  it('a DetectOnly policy reports the endangered image in its status and copies nothing', async (t) => {
+    const ns = await testNamespace(env, t);
+    const policy = await scopedPolicy(env, ns, { mode: 'DetectOnly', protection: { minCopies: 2 } }, t);
+    const image = await lostImage(env, { repository: `radar/${ns.name}`, tag: 'v1', layers: 1 }, ['node-a']);
+    await deployment(env, ns.name, 'app', image.reference(env.sourceRegistry), ['node-a']);
+    await waitForRunningPods(env, ns.name, 'app', 1);
+    await waitForObject<SalvagePolicy & { metadata: object }>(
+      env,
+      '/apis/tote.dev/v1alpha1/salvagepolicies',
+      policy,
+      (p) => p?.status?.protectionSurvey?.endangeredImages === 1,
+      { what: `policy ${policy} status.protectionSurvey.endangeredImages 1` },
+    );
+    const records = await kubectl(env, ['get', 'svr', '-n', ns.name, '-o', 'name']);
+    assert.equal(records.stdout.trim(), '', 'no protective record');
+    const labels = [...(await nodeImageLabels(env.nodeSockets.get('node-a') ?? '', image.target.digest)).values()];
+    assert.ok(labels.length > 0 && labels.every((l) => l['io.cri-containerd.pinned'] === undefined), 'no pin');
+  });
 });

@@ -4,8 +4,10 @@
 // SalvageRecord (purpose Protect) per new copy. The records then move the image like any rescue: the record state
 // machine locates a holder (a leaving node included), transfers, imports, pushes to the backup registry.
 //
-// Level-triggered and periodic: a policy is surveyed every --protection-survey-period, and at once when a node is
-// cordoned, tainted for removal or deleted, or one of its protective records finishes.
+// Level-triggered and periodic: a policy is surveyed every --protection-survey-period and when a registry answer
+// expires; at once when a node is cordoned, tainted for removal or deleted, or one of its protective records finishes;
+// 2 s after pods start or workload templates change. A DetectOnly policy is surveyed (metrics, alert, status) but
+// tote copies and pins nothing for it.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isFinalPhase, recordName, SalvageRecordResource } from '../../api/index.ts';
 import type { SalvagePolicy, SalvagePolicyProtectionSurvey } from '../../api/index.ts';
@@ -15,7 +17,7 @@ import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-
 import type { ControllerContext, Workload } from '../context.ts';
 import { digestFromPod } from '../pod/detection.ts';
 import { digestFromNodeImages, nodePlatform, repositoryOf } from '../pod/node-images.ts';
-import { effectivePolicy } from '../policy/effective-policy.ts';
+import { effectivePolicy, PolicyFieldError } from '../policy/effective-policy.ts';
 import type { ProtectionSettings } from '../policy/effective-policy.ts';
 import { decideScope, scopeSubject } from '../policy/policy-match.ts';
 import { newRecord } from '../record/new-record.ts';
@@ -70,6 +72,7 @@ export async function reconcileProtection(
     nowSeconds: Math.floor(c.clock.now() / 1000),
     pinTtlSeconds: c.protection.pins.pinTtlMs / 1000,
   });
+  if (protection.detectOnly) return nextSurvey(c, images, protection);
   c.protection.pins.apply(pins.filter((change) => !change.pin || protection.pin));
   for (const digest of plan.lost) {
     ctx.log.warn('an image in use is gone from its registry and no node holds a complete copy', { digest });
@@ -79,8 +82,14 @@ export async function reconcileProtection(
   const failures: unknown[] = [];
   for (const image of plan.endangered) failures.push(...(await protect(c, policy, image, ctx)));
   if (failures.length > 0) throw failures[0];
-  // Again when the survey period ends, or sooner when a registry answer expires: a registry that stops serving is
-  // then noticed one registryCheckInterval after it last said it served, not up to a survey period later.
+  return nextSurvey(c, images, protection);
+}
+
+/**
+ * Again when the survey period ends, or sooner when a registry answer expires: a registry that stops serving is then
+ * noticed one registryCheckInterval after it last said it served, not up to a survey period later.
+ */
+function nextSurvey(c: ControllerContext, images: readonly ImageInUse[], protection: Protection): ReconcileResult {
   const due = c.protection.registry.dueInMs(images, protection.registryCheckIntervalMs);
   return { requeueAfterMs: Math.max(minSurveyGapMs, Math.min(c.protection.surveyPeriodMs, due)) };
 }
@@ -93,13 +102,17 @@ function summarise(c: ControllerContext, name: string, survey: Required<SalvageP
   if (JSON.stringify(before) !== JSON.stringify(survey)) c.enqueuePolicy(name);
 }
 
-/** spec.protection as tote applies it; undefined when absent or unreadable (the policy reconciler reports the field). */
-function protectionOf(policy: SalvagePolicy): ProtectionSettings | undefined {
+/** spec.protection as tote applies it, and whether the policy only reports (DetectOnly). */
+type Protection = ProtectionSettings & { detectOnly: boolean };
+
+/** The policy's protection; undefined when absent or unreadable (the policy reconciler reports the field). */
+function protectionOf(policy: SalvagePolicy): Protection | undefined {
   try {
     const effective = effectivePolicy(policy);
-    return effective.mode === 'Salvage' ? effective.protection : undefined;
-  } catch {
-    return undefined;
+    return effective.protection ? { ...effective.protection, detectOnly: effective.mode === 'DetectOnly' } : undefined;
+  } catch (err) {
+    if (err instanceof PolicyFieldError) return undefined;
+    throw err;
   }
 }
 
