@@ -14,7 +14,7 @@ import { HealthService } from '../../generated/proto/grpc/health/v1/health.ts';
 import { ToteError } from '../api/errors.ts';
 import type { Containerd } from '../containerd/index.ts';
 import { agentMaxMessageBytes } from '../agentapi/index.ts';
-import type { TlsMaterial } from '../agentapi/index.ts';
+import type { RenewableTls } from '../agentapi/index.ts';
 import { defaultMaxImageBytes } from '../runtime/config/index.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
 import { ContentDir } from './content-dir.ts';
@@ -38,7 +38,7 @@ export interface AgentServerOptions {
   /** This node's name, as in its certificate (urn:tote:node:<name>) and in transfer tokens. */
   readonly nodeName: string;
   readonly containerd: Containerd;
-  readonly tls: TlsMaterial;
+  readonly tls: RenewableTls;
   /** The controller's Ed25519 public key (PEM or KeyObject) that signs transfer tokens. */
   readonly tokenPublicKey: string | KeyObject;
   /** host:port to listen on for the mTLS API; port 0 picks a free one. */
@@ -159,7 +159,7 @@ async function agentState(options: AgentServerOptions): Promise<AgentState> {
     maxImageBytes: options.maxImageBytes ?? defaultMaxImageBytes,
     defaultParallelism: options.parallelism ?? 4,
     leaseTtlMs,
-    connectPeer: options.connectPeer ?? ((address, node) => connectSource(address, node, options.tls)),
+    connectPeer: options.connectPeer ?? ((address, node) => connectSource(address, node, options.tls.current)),
     importing: new Map(),
     running: new Set(),
   };

@@ -13,7 +13,7 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import { endpointFromLease } from '../../api/index.ts';
 import type { AgentEndpoint } from '../../api/index.ts';
-import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../../agentapi/index.ts';
+import type { AgentClient, AgentImage, connectAgent, RenewableTls } from '../../agentapi/index.ts';
 import { recordNameFor } from '../../registry/index.ts';
 import type { Clock, TimerHandle } from '../../runtime/clock.ts';
 import { ConcurrencyLimiter } from '../../runtime/concurrency-limiter.ts';
@@ -28,7 +28,7 @@ export interface LeaseSource {
 
 export interface AgentDirectoryOptions {
   leases: LeaseSource;
-  tls: TlsMaterial;
+  tls: RenewableTls;
   clock: Clock;
   /** How long an agent's answer about an image is reused. */
   inventoryTtlMs?: number;

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Lease } from '@kubernetes/client-node';
 import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
+import { RenewableTls } from '../../../src/agentapi/index.ts';
 import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
 import { AgentDirectory } from '../../../src/controller/agents/agents.ts';
 import type { AgentDirectoryOptions } from '../../../src/controller/agents/agents.ts';
@@ -123,7 +124,7 @@ function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
         return source.revision;
       },
     },
-    tls: { ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) },
+    tls: new RenewableTls({ ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) }),
     clock,
     connect: fakeConnect(channels),
     ...options,
