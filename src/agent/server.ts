@@ -17,6 +17,7 @@ import { agentMaxMessageBytes } from '../agentapi/index.ts';
 import type { RenewableTls } from '../agentapi/index.ts';
 import { defaultMaxImageBytes } from '../runtime/config/index.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
+import { collectUnadoptedBlobs } from './unadopted-blobs.ts';
 import { ContentDir } from './content-dir.ts';
 import { listenMultiplexed } from './listener.ts';
 import { createAgentMetrics } from './metrics.ts';
@@ -149,11 +150,15 @@ async function agentState(options: AgentServerOptions): Promise<AgentState> {
     options.contentDir !== undefined
       ? await ContentDir.open(options.contentDir, leaseTtlMs, options.onContentDirDisabled)
       : undefined;
+  const metrics = createAgentMetrics(options.registry);
+  // Blob files an earlier run placed but containerd never adopted go now, before any import can be placing one.
+  if (contentDir?.writable)
+    await collectUnadoptedBlobs(containerd).catch(() => metrics.errors.inc({ operation: 'sweep', kind: 'transient' }));
   return {
     nodeName,
     containerd,
     platform: options.platform ? normalizePlatform(options.platform) : hostPlatform(),
-    metrics: createAgentMetrics(options.registry),
+    metrics,
     blobs: { nodeName, containerd, tokenPublicKey: options.tokenPublicKey, contentDir },
     contentDir,
     maxImageBytes: options.maxImageBytes ?? defaultMaxImageBytes,
