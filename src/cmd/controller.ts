@@ -28,6 +28,7 @@ export async function runController(argv: string[]): Promise<number> {
         maxAttempts: config.maxTransferAttempts,
         retryBaseMs: config.transferRetryBaseMs,
         retryMaxMs: config.transferRetryMaxMs,
+        transfersPerSource: config.transfersPerSource,
       },
       log,
     });

@@ -182,6 +182,17 @@ export const controllerOptions = {
     minMs: 1,
     help: 'Longest wait between transfer attempts.',
   }),
+  transfersPerSource: option.integer({
+    flag: 'transfers-per-source',
+    env: 'TOTE_TRANSFERS_PER_SOURCE',
+    default: 1,
+    min: 1,
+    max: 64,
+    help:
+      'Transfers of one image one node serves at once. When many nodes need an image, the others wait for a free ' +
+      'holder and every node that finished serves the next: the image spreads as a tree instead of every node ' +
+      'reading the first source.',
+  }),
   ...tlsOptions,
   ...loggingOptions,
 };
