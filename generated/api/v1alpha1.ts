@@ -209,7 +209,7 @@ export interface SalvagePolicyStatus {
    */
   observedGeneration?: number;
   /**
-   * The policy's conditions. Ready is True when the policy is in force: its selectors compile and every referenced Secret exists and parses.
+   * The policy's conditions. Ready is True when the policy is in force: its selectors compile and every referenced Secret exists and parses. Stalled (kstatus) is present and True while Ready is False, with the same reason: the policy needs a change from a person (a Secret created, a field fixed).
    *
    * @maxItems 16
    */
@@ -366,7 +366,7 @@ export interface SalvageRecordStatus {
     | 'NotActionable'
     | 'Skipped';
   /**
-   * The record's conditions: Resolved (digest known), SourceFound (a node holds a complete copy), Transferred, Imported, BackedUp, Ready (the image is usable on the target node).
+   * The record's conditions: Resolved (digest known), SourceFound (a node holds a complete copy), Transferred, Imported, BackedUp, Ready (the image is usable on the target node), and kstatus' Reconciling (present while the record moves through its phases) and Stalled (present once it ended Failed, NotActionable or Skipped), so Flux, Argo CD and kubectl wait can read it.
    *
    * @maxItems 16
    */
