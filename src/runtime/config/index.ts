@@ -4,3 +4,4 @@ export * from './common.ts';
 export * from './controller.ts';
 export * from './agent.ts';
 export * from './doctor.ts';
+export * from './plugin.ts';
