@@ -316,6 +316,14 @@ export interface SalvageRecordSpec {
    */
   targetNode: string;
   /**
+   * tote 0.x: the pod its record was made for. Kept so that records written by tote 0.x stay readable after the upgrade (the API server would otherwise drop the field); tote never sets it: podRef replaced it (docs/migrating.md).
+   */
+  podName?: string;
+  /**
+   * tote 0.x: the node its record took the image from. Kept for records written by tote 0.x; tote never sets it: status.sourceNode replaced it, and `tote migrate records` copies it there.
+   */
+  sourceNode?: string;
+  /**
    * What was seen: ErrImagePull or ImagePullBackOff (the image cannot be pulled), CreateContainerError (the node's image record exists but its content is missing), or Manual (a user asked for the transfer).
    */
   reason?: 'ErrImagePull' | 'ImagePullBackOff' | 'CreateContainerError' | 'Manual';
@@ -425,6 +433,10 @@ export interface SalvageRecordStatus {
    * When the record reached a final phase; the TTL counts from here.
    */
   completedAt?: string;
+  /**
+   * tote 0.x: why its salvage failed. Kept for records written by tote 0.x; tote never sets it: message and the history replaced it, and `tote migrate records` copies it there.
+   */
+  error?: string;
   /**
    * The latest human readable word on the record.
    */

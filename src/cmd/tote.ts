@@ -6,6 +6,7 @@ import { basename } from 'node:path';
 import { runAgent } from './agent.ts';
 import { runController } from './controller.ts';
 import { runDoctor } from './doctor.ts';
+import { runMigrate } from './migrate/index.ts';
 import { runSalvage } from './plugin/salvage.ts';
 import { runStatus } from './plugin/status.ts';
 import { runWhy } from './plugin/why.ts';
@@ -17,6 +18,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; help:
   status: { run: runStatus, help: 'records in flight, endangered images and their copies, the controller and agents' },
   why: { run: runWhy, help: 'POD: in scope or not, which policy, which record, what happens next' },
   salvage: { run: runSalvage, help: 'POD: ask tote to put the pod’s image on its node (creates the SalvageRecord)' },
+  migrate: { run: runMigrate, help: 'records | policy: the way over from tote 0.x (docs/migrating.md)' },
 };
 
 /** `kubectl tote` when kubectl runs this as its plugin, else `tote`. */

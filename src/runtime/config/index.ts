@@ -5,3 +5,4 @@ export * from './controller.ts';
 export * from './agent.ts';
 export * from './doctor.ts';
 export * from './plugin.ts';
+export * from './migrate.ts';

@@ -1,6 +1,6 @@
 // The options of the commands a person runs from a laptop, as `tote <command>` or `kubectl tote <command>`: status,
 // why, salvage. `--namespace` / `-n` is the pod's namespace, as in kubectl; tote's own namespace is --tote-namespace.
-import { kubeOptions } from './common.ts';
+import { apiTimeoutOptions, kubeOptions } from './common.ts';
 import { ConfigError, option, parseConfig, splitPositionals } from './options.ts';
 import type { ConfigOf } from './options.ts';
 
@@ -26,13 +26,7 @@ export const pluginOptions = {
     flag: 'container',
     help: 'salvage: the container whose image to salvage (-c). Unset: the one stuck, when only one is.',
   }),
-  timeoutMs: option.duration({
-    flag: 'timeout',
-    env: 'TOTE_TIMEOUT',
-    default: 10_000,
-    minMs: 100,
-    help: 'Deadline of each call to the API server.',
-  }),
+  ...apiTimeoutOptions,
   output: option.choice(['table', 'json'] as const)({
     flag: 'output',
     env: 'TOTE_OUTPUT',
