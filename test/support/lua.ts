@@ -9,7 +9,7 @@ export interface Health {
   message: string;
 }
 
-/** A JSON value as a Lua table constructor. Strings use decimal byte escapes, which every Lua 5.1 reads the same way. */
+/** A JSON value as a Lua table constructor. Strings use three-digit decimal byte escapes, which every Lua 5.1 reads alike. */
 export function toLuaLiteral(value: unknown): string {
   if (value === null || value === undefined) return 'nil';
   if (typeof value === 'string') return luaString(value);
@@ -29,7 +29,8 @@ function luaString(text: string): string {
   let out = '"';
   for (const byte of bytes) {
     const plain = byte >= 0x20 && byte < 0x7f && byte !== 0x22 && byte !== 0x5c;
-    out += plain ? String.fromCharCode(byte) : `\\${byte}`;
+    // Always three digits: \\34 followed by the character 1 would read as \\341.
+    out += plain ? String.fromCharCode(byte) : `\\${String(byte).padStart(3, '0')}`;
   }
   return `${out}"`;
 }

@@ -119,7 +119,7 @@ describe('Argo CD health: SalvagePolicy', () => {
 
 describe('toLuaLiteral', () => {
   it('carries newlines, quotes, backslashes and non-ASCII text through Lua unchanged', () => {
-    const text = 'a "b" \\ c\nd — é';
+    const text = 'a "b" \\ c\nd — é "1 \n2 {"k":"v"}';
     const status = { phase: 'Completed', observedGeneration: 1, message: text };
     assert.equal(runHealthScript(recordScript, { ...recordAt('Completed'), status }).message, `Completed: ${text}`);
   });

@@ -242,13 +242,9 @@ describe('Helm chart (config/helm/tote)', () => {
       const objects = (
         await template(['dashboard.enabled=true', ...policyValues('helm-dry-run', 'DetectOnly')])
       ).filter((o) => !o.apiVersion.startsWith('monitoring.coreos.com/'));
-      const result = await kubectl(
-        cluster,
-        ['apply', '--server-side', '--dry-run=server', '--field-manager=helm-test', '-f', '-'],
-        {
-          input: objects.map((o) => JSON.stringify(o)).join('\n'),
-        },
-      );
+      const result = await kubectl(cluster, ['apply', '--dry-run=server', '-f', '-'], {
+        input: objects.map((o) => JSON.stringify(o)).join('\n'),
+      });
       assert.equal(result.code, 0, result.stderr);
       for (const o of objects)
         assert.ok(result.stdout.includes(`/${o.metadata.name} `), `${keyOf(o)} went through the dry run`);
