@@ -27,7 +27,7 @@ const errorKinds: ErrorKind[] = [
   'unauthorized',
   'integrity',
 ];
-const operations = ['import', 'read_blob', 'describe_plan', 'push', 'remove', 'list'];
+const operations = ['import', 'read_blob', 'describe_plan', 'push', 'remove', 'list', 'sweep'];
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
   const registers = [registry];

@@ -183,6 +183,40 @@ describe('decide: locating', () => {
     assert.equal(d.requeueAfterMs, 5000);
   });
 
+  it('every holder already serving this image → waits in Locating for one to be free (fan-out as a tree)', () => {
+    const busy = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 1 },
+    ];
+    const d = decide(locating, observation({ candidates: busy, transferSlotFree: true }));
+    assert.equal(d.status?.phase, 'Locating');
+    assert.deepEqual(types(d.actions), []);
+    assert.match(d.status?.message ?? '', /waiting for a free source: every node holding .* \(node-a, node-c\)/);
+    assert.equal(d.requeueAfterMs, 1000);
+  });
+
+  it('takes the least busy holder: a node that has just received the image serves the next one', () => {
+    const candidates = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 0 },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }), {
+      ...defaultMachineSettings,
+      transfersPerSource: 2,
+    });
+    assert.equal(d.status?.phase, 'Transferring');
+    assert.equal(d.status?.sourceNode, 'node-c');
+  });
+
+  it('among equally busy holders, a node that has just received the image serves before the first source', () => {
+    const candidates = [
+      { node: 'node-a', serving: 0 },
+      { node: 'node-c', serving: 0, received: true },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }));
+    assert.equal(d.status?.sourceNode, 'node-c');
+  });
+
   it('the image already complete on the target → straight to Restarting', () => {
     const d = decide(locating, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
     assert.equal(d.status?.phase, 'Restarting');

@@ -45,6 +45,7 @@ function slotsTaken(start: SalvageRecord) {
     agents: {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
       holderHints: () => [],
+      receivedBy: () => new Set<string>(),
       fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
       image: async () => undefined,
       imageEverywhere: async (asked: string[]) => ({
