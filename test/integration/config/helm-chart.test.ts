@@ -197,7 +197,8 @@ describe('Helm chart (config/helm/tote)', () => {
         assert.ok(!kinds.has(gone), `${gone} switched off`);
       assert.deepEqual(
         objects.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name),
-        ['tote-controller'],
+        ['tote-controller', 'tote-agent-certificate'],
+        "only the components' own roles are left",
       );
     });
 
