@@ -12,6 +12,7 @@ import {
   formatBytes,
   isFinalPhase,
   Phases,
+  removeCondition,
   setCondition,
   truncate,
 } from '../../api/index.ts';
@@ -241,6 +242,16 @@ class Step {
       delete this.status.completedAt;
     }
     this.condition(ConditionTypes.Ready, phase === Phases.Completed ? 'True' : 'False', reason, message);
+    this.kstatusConditions(phase, reason, message);
+  }
+
+  /** Reconciling while the record moves; Stalled once it ended anywhere but Completed (it reopens only on demand). */
+  private kstatusConditions(phase: Phase, reason: string, message: string): void {
+    const final = isFinalPhase(phase);
+    if (final) this.status.conditions = removeCondition(this.status.conditions, ConditionTypes.Reconciling);
+    else this.condition(ConditionTypes.Reconciling, 'True', reason, message);
+    if (final && phase !== Phases.Completed) this.condition(ConditionTypes.Stalled, 'True', reason, message);
+    else this.status.conditions = removeCondition(this.status.conditions, ConditionTypes.Stalled);
   }
 
   addHistory(entry: HistoryEntry): void {
