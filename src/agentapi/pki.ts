@@ -2,7 +2,7 @@
 // certificate through a Kubernetes CertificateSigningRequest; the controller, tote's signer, checks the request and
 // issues a short-lived certificate naming exactly that node (docs/security.md, "Agent identities").
 //
-// X.509 and PKCS#10 encoding come from @peculiar/x509 (docs/adr/0004-x509-library.md): node:crypto parses certificates
+// X.509 and PKCS#10 encoding come from @peculiar/x509 (docs/adr/0005-x509-library.md): node:crypto parses certificates
 // but can neither build a request nor issue a certificate. Keys and signatures stay in WebCrypto (node:crypto).
 import 'reflect-metadata';
 import { createPrivateKey, webcrypto, X509Certificate as NodeX509Certificate } from 'node:crypto';
