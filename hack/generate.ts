@@ -2,6 +2,8 @@
 //   crds/*.yaml   → generated/api/v1alpha1.ts  (json-schema-to-typescript)
 //                 → docs/api-reference.md
 //   proto/**      → generated/proto/**         (buf + ts-proto)
+//   crds/*.yaml, config/prometheus/rules.yaml, config/grafana/tote-dashboard.json
+//                 → config/helm/tote/files/    (copies: a Helm chart can read no file outside itself)
 // `node hack/generate.ts --check` writes nothing and exits 1 listing every stale file, so CI catches a forgotten
 // `make generate`.
 import { execFileSync } from 'node:child_process';
@@ -199,16 +201,36 @@ async function generateProtos(): Promise<void> {
   }
 }
 
+/** Output directories that hold nothing but generated files: a file there that no source produces is an orphan. */
+const generatedDirs = ['generated', 'config/helm/tote/files'];
+const chartFiles = 'config/helm/tote/files';
+
+/** The chart's copies of files outside it; YAML ones say where they come from (JSON has no comments). */
+function generateChartFiles(): void {
+  const yamlBanner = (source: string) =>
+    `# Copied by hack/generate.ts from ${source} for the Helm chart. DO NOT EDIT.\n# Run \`make generate\` after changing the source.\n`;
+  for (const file of readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml'))) {
+    const source = `crds/${file}`;
+    outputs.set(`${chartFiles}/crds/${file}`, yamlBanner(source) + readFileSync(join(root, source), 'utf8'));
+  }
+  const rules = 'config/prometheus/rules.yaml';
+  outputs.set(`${chartFiles}/prometheus-rules.yaml`, yamlBanner(rules) + readFileSync(join(root, rules), 'utf8'));
+  const dashboard = 'config/grafana/tote-dashboard.json';
+  outputs.set(`${chartFiles}/tote-dashboard.json`, readFileSync(join(root, dashboard), 'utf8'));
+}
+
 function staleFiles(): string[] {
   const stale: string[] = [];
   for (const [rel, text] of outputs) {
     const path = join(root, rel);
     if (!existsSync(path) || readFileSync(path, 'utf8') !== text) stale.push(rel);
   }
-  // Files under generated/ that no source produces any more.
-  for (const file of walk(join(root, 'generated'))) {
-    const rel = relative(root, file);
-    if (!outputs.has(rel)) stale.push(`${rel} (orphan)`);
+  // Files in the generated directories that no source produces any more.
+  for (const dir of generatedDirs.filter((d) => existsSync(join(root, d)))) {
+    for (const file of walk(join(root, dir))) {
+      const rel = relative(root, file);
+      if (!outputs.has(rel)) stale.push(`${rel} (orphan)`);
+    }
   }
   return stale;
 }
@@ -218,6 +240,7 @@ async function main(): Promise<void> {
   await generateApiTypes(crds);
   await generateApiReference(crds);
   await generateProtos();
+  generateChartFiles();
   if (check) {
     const stale = staleFiles();
     if (stale.length > 0) {
@@ -227,7 +250,7 @@ async function main(): Promise<void> {
     console.log(`generated code is up to date (${outputs.size} files)`);
     return;
   }
-  rmSync(join(root, 'generated'), { recursive: true, force: true });
+  for (const dir of generatedDirs) rmSync(join(root, dir), { recursive: true, force: true });
   for (const [rel, text] of outputs) {
     mkdirSync(dirname(join(root, rel)), { recursive: true });
     writeFileSync(join(root, rel), text);

@@ -1,7 +1,9 @@
 // Fan-out benchmark (`make bench-fanout`): one image, alive only on node-a after its registry lost it, needed at once
 // by a Deployment with one pod on each of ten other nodes (node-b … node-k of the benchmark cluster). Reports the time
 // from the Deployment's creation to the last pod Ready, each record's source, and the bytes every agent sent (read
-// from the agents' tote_agent_bytes_sent_total before and after): how much the source(s) had to serve.
+// from the agents' tote_agent_bytes_sent_total before and after): how much the source(s) had to serve. With the
+// controller's --transfers-per-source (default 1) the image spreads as a tree: source_reads is how many times node-a
+// was read, tree_depth the rounds of copies, s_per_doubling the time per round.
 // Settings: TOTE_BENCH_FANOUT_MB (image size, default 100), TOTE_BENCH_FANOUT_TARGETS (default 10).
 import type { SalvageRecord } from '../../src/api/index.ts';
 import { ensureCluster, testNamespace } from '../../test/support/cluster.ts';
@@ -70,6 +72,12 @@ for (const [node, after] of sentAfter) {
 const totalSent = Object.values(sentBy).reduce((a, b) => a + b, 0);
 const sources: Record<string, number> = {};
 for (const r of records) sources[r.status?.sourceNode ?? '?'] = (sources[r.status?.sourceNode ?? '?'] ?? 0) + 1;
+// The tree: each target's depth is one more than its source's (the first source is 0), so the deepest target says how
+// many rounds of copies the spread took; with one transfer per source a round doubles the holders.
+const sourceOf = new Map(records.map((r) => [r.spec.targetNode, r.status?.sourceNode ?? source]));
+const depthOf = (node: string, seen = 0): number =>
+  node === source || seen > records.length ? 0 : 1 + depthOf(sourceOf.get(node) ?? source, seen + 1);
+const treeDepth = Math.max(0, ...targets.map((t) => depthOf(t)));
 const durations = records
   .map((r) => {
     const h = r.status?.history ?? [];
@@ -91,6 +99,9 @@ report('fanout', {
   source_bytes_over_image_bytes: Number((totalSent / imageBytes).toFixed(2)),
   bytes_read_from_source_node: sentBy[source] ?? 0,
   records_by_source: sources,
+  source_reads: Number(((sentBy[source] ?? 0) / imageBytes).toFixed(2)),
+  tree_depth: treeDepth,
+  s_per_doubling: treeDepth > 0 ? seconds((recordsDone - started) / treeDepth) : null,
   transfer_s_min: durations[0] ?? null,
   transfer_s_max: durations.at(-1) ?? null,
   aggregate_mb_per_s: Number(((targets.length * imageBytes) / 1e6 / ((recordsDone - started) / 1000)).toFixed(1)),

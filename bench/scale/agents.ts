@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
+import { RenewableTls } from '../../src/agentapi/index.ts';
 import { startAgentServer } from '../../src/agent/index.ts';
 import { AgentRegistration } from '../../src/agent/registration.ts';
 import type { AgentServer } from '../../src/agent/index.ts';
@@ -50,11 +51,11 @@ for (const node of config.nodes) {
     await startAgentServer({
       nodeName: node,
       containerd,
-      tls: {
+      tls: new RenewableTls({
         ca,
         cert: readFileSync(join(config.certs, 'agents', `${node}.crt`)),
         key: readFileSync(join(config.certs, 'agents', `${node}.key`)),
-      },
+      }),
       tokenPublicKey,
       listen: '127.0.0.1:0',
       registry: new Registry(),

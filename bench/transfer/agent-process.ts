@@ -2,6 +2,7 @@
 // argument; the process prints `LISTENING <host:port>` once serving and runs until killed.
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
+import { RenewableTls } from '../../src/agentapi/index.ts';
 import { startAgentServer } from '../../src/agent/index.ts';
 import { connectContainerd } from '../../src/containerd/index.ts';
 
@@ -19,7 +20,11 @@ const config = JSON.parse(process.argv[2] ?? '{}') as Config;
 const agent = await startAgentServer({
   nodeName: config.nodeName,
   containerd: connectContainerd({ socket: config.socket }),
-  tls: { ca: readFileSync(config.ca), cert: readFileSync(config.cert), key: readFileSync(config.key) },
+  tls: new RenewableTls({
+    ca: readFileSync(config.ca),
+    cert: readFileSync(config.cert),
+    key: readFileSync(config.key),
+  }),
   tokenPublicKey: readFileSync(config.publicKey, 'utf8'),
   listen: '127.0.0.1:0',
   registry: new Registry(),

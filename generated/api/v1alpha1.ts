@@ -244,7 +244,7 @@ export interface SalvagePolicyStatus {
    */
   observedGeneration?: number;
   /**
-   * The policy's conditions. Ready is True when the policy is in force: its selectors compile and every referenced Secret exists and parses.
+   * The policy's conditions. Ready is True when the policy is in force: its selectors compile and every referenced Secret exists and parses. Stalled (kstatus) is present and True while Ready is False, with the same reason: the policy needs a change from a person (a Secret created, a field fixed).
    *
    * @maxItems 16
    */
@@ -373,6 +373,14 @@ export interface SalvageRecordSpec {
    */
   purpose?: 'Rescue' | 'Protect';
   /**
+   * tote 0.x: the pod its record was made for. Kept so that records written by tote 0.x stay readable after the upgrade (the API server would otherwise drop the field); tote never sets it: podRef replaced it (docs/migrating.md).
+   */
+  podName?: string;
+  /**
+   * tote 0.x: the node its record took the image from. Kept for records written by tote 0.x; tote never sets it: status.sourceNode replaced it, and `tote migrate records` copies it there.
+   */
+  sourceNode?: string;
+  /**
    * What was seen: ErrImagePull or ImagePullBackOff (the image cannot be pulled), CreateContainerError (the node's image record exists but its content is missing), Manual (a user asked for the transfer), Endangered (too few nodes hold an image no registry serves: a protective copy) or Evacuation (the node holding a copy is leaving the cluster: a copy elsewhere, ahead of every other transfer).
    */
   reason?: 'ErrImagePull' | 'ImagePullBackOff' | 'CreateContainerError' | 'Manual' | 'Endangered' | 'Evacuation';
@@ -423,7 +431,7 @@ export interface SalvageRecordStatus {
     | 'NotActionable'
     | 'Skipped';
   /**
-   * The record's conditions: Resolved (digest known), SourceFound (a node holds a complete copy), Transferred, Imported, BackedUp, Ready (the image is usable on the target node).
+   * The record's conditions: Resolved (digest known), SourceFound (a node holds a complete copy), Transferred, Imported, BackedUp, Ready (the image is usable on the target node), and kstatus' Reconciling (present while the record moves through its phases) and Stalled (present once it ended Failed, NotActionable or Skipped), so Flux, Argo CD and kubectl wait can read it.
    *
    * @maxItems 16
    */
@@ -482,6 +490,10 @@ export interface SalvageRecordStatus {
    * When the record reached a final phase; the TTL counts from here.
    */
   completedAt?: string;
+  /**
+   * tote 0.x: why its salvage failed. Kept for records written by tote 0.x; tote never sets it: message and the history replaced it, and `tote migrate records` copies it there.
+   */
+  error?: string;
   /**
    * The latest human readable word on the record.
    */

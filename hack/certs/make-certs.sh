@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Makes tote's mTLS certificates and transfer-token keys with openssl, and the objects the manifests mount:
 #   Secret tote-controller-tls       ca.crt, tls.crt, tls.key        URI SAN urn:tote:controller
-#   Secret tote-agent-tls            ca.crt, <node>.crt, <node>.key  URI SAN urn:tote:node:<node>, one pair per node
+#   Secret tote-ca                   ca.crt, tls.crt, tls.key: the CA; the controller signs agent certificates with it
+#   ConfigMap tote-ca                ca.crt: the CA certificate only, which agents trust
 #   Secret tote-transfer-signing     private.pem: Ed25519, the controller's only
 #   ConfigMap tote-transfer-verify   public.pem: the agents'
+# Agents need no file of their own: each requests its certificate from the controller (signer tote.dev/agent) with a
+# key that never leaves its node (docs/security.md). Only with --nodes or --agent-certs (static agent certificates,
+# for a cluster without the signer) also:
+#   Secret tote-agent-tls            ca.crt, <node>.crt, <node>.key  URI SAN urn:tote:node:<node>, one pair per node
 # The public key lives apart from the private one: a kubelet may read every key of a Secret that a pod on its node
 # mounts any key of, so a node whose agent mounted public.pem from the signing Secret could mint tokens.
-# Use it when cert-manager is not installed, and for agent certificates in any case (docs/security.md explains why a
-# DaemonSet cannot get per-node identities from one cert-manager Certificate).
+# Use it when cert-manager is not installed (with cert-manager: config/certmanager, plus this script's transfer keys).
 #
-# Re-runnable: an existing CA and signing key in --out are kept, so run it again after nodes join to add their
-# certificates (then re-apply). Private keys stay in --out (mode 0600); nothing is printed but paths.
+# Re-runnable: an existing CA and signing key in --out are kept, so renewing the controller certificate or adding
+# static agent certificates keeps everything issued valid. Private keys stay in --out (mode 0600); nothing is printed
+# but paths.
 #
-# Usage: hack/certs/make-certs.sh [--out DIR] [--nodes "node-a node-b"] [--ca-cert FILE --ca-key FILE]
+# Usage: hack/certs/make-certs.sh [--out DIR] [--nodes "node-a node-b" | --agent-certs] [--ca-cert FILE --ca-key FILE]
 #                                 [--namespace tote-system] [--days 365] [--agents-only] [--apply]
-#   --nodes     default: every node of the current cluster (kubectl get nodes)
+#   --nodes     static agent certificates for these nodes; --agent-certs: for every node (kubectl get nodes)
 #   --ca-cert/--ca-key  sign with an existing CA (e.g. cert-manager's tote-ca Secret) instead of making one
-#   --agents-only  leave tote-controller-tls out of secrets.yaml (cert-manager issues it: config/certmanager)
+#   --agents-only  leave the Secrets tote-controller-tls and tote-ca out of secrets.yaml (cert-manager issues them:
+#               config/certmanager); pass cert-manager's CA with --ca-cert/--ca-key so the ConfigMap tote-ca holds it
 #   --apply     kubectl apply the Secrets (else: write DIR/secrets.yaml only)
 set -euo pipefail
 
 out=./tote-certs
 nodes=''
+agent_certs=false
 ca_cert=''
 ca_key=''
 namespace=tote-system
@@ -33,7 +40,8 @@ kubectl=${TOTE_KUBECTL:-kubectl}
 while (($#)); do
   case $1 in
     --out) out=$2; shift 2 ;;
-    --nodes) nodes=$2; shift 2 ;;
+    --nodes) nodes=$2; agent_certs=true; shift 2 ;;
+    --agent-certs) agent_certs=true; shift ;;
     --ca-cert) ca_cert=$2; shift 2 ;;
     --ca-key) ca_key=$2; shift 2 ;;
     --namespace) namespace=$2; shift 2 ;;
@@ -46,7 +54,7 @@ while (($#)); do
 done
 
 command -v openssl >/dev/null || { echo "make-certs.sh: openssl is required" >&2; exit 1; }
-if [[ -z $nodes ]]; then
+if $agent_certs && [[ -z $nodes ]]; then
   nodes=$("$kubectl" get nodes -o jsonpath='{.items[*].metadata.name}')
   [[ -n $nodes ]] || { echo "make-certs.sh: no nodes found; pass --nodes" >&2; exit 1; }
 fi
@@ -90,6 +98,7 @@ leaf() {
 }
 
 leaf "$out/controller" tote-controller urn:tote:controller
+$agent_certs || nodes=''
 for node in $nodes; do
   leaf "$out/agents/$node" "tote-agent $node" "urn:tote:node:$node" tote-agent
 done
@@ -119,7 +128,34 @@ data:
 ---
 YAML
   fi
+  if ! $agents_only; then
+    cat <<YAML
+apiVersion: v1
+kind: Secret
+metadata:
+  name: tote-ca
+  namespace: $namespace
+type: kubernetes.io/tls
+data:
+  ca.crt: $(b64 "$out/ca.crt")
+  tls.crt: $(b64 "$out/ca.crt")
+  tls.key: $(b64 "$out/ca.key")
+---
+YAML
+  fi
   cat <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tote-ca
+  namespace: $namespace
+data:
+  ca.crt: |
+$(sed 's/^/    /' "$out/ca.crt")
+---
+YAML
+  if $agent_certs; then
+    cat <<YAML
 apiVersion: v1
 kind: Secret
 metadata:
@@ -129,13 +165,13 @@ type: Opaque
 data:
   ca.crt: $(b64 "$out/ca.crt")
 YAML
-  for crt in "$out"/agents/*.crt; do
-    node=$(basename "$crt" .crt)
-    echo "  $node.crt: $(b64 "$crt")"
-    echo "  $node.key: $(b64 "$out/agents/$node.key")"
-  done
+    for node in $nodes; do
+      echo "  $node.crt: $(b64 "$out/agents/$node.crt")"
+      echo "  $node.key: $(b64 "$out/agents/$node.key")"
+    done
+    echo '---'
+  fi
   cat <<YAML
----
 apiVersion: v1
 kind: Secret
 metadata:
@@ -156,7 +192,7 @@ $(sed 's/^/    /' "$out/signing/public.pem")
 YAML
 } >"$out/secrets.yaml"
 
-echo "wrote $out/secrets.yaml (CA $out/ca.crt; agents: $(ls "$out/agents" | sed -n 's/\.crt$//p' | tr '\n' ' '))"
+echo "wrote $out/secrets.yaml (CA $out/ca.crt; static agent certificates: ${nodes:-none, agents request theirs})"
 if $apply; then
   "$kubectl" apply -f "$out/secrets.yaml"
 fi

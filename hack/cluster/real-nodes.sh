@@ -16,7 +16,8 @@ REAL_BRIDGE="tb$REAL_TAG"
 REAL_PAUSE_IMAGE=tote.invalid/pause:busybox
 # Machine-wide bookkeeping shared by every real-node cluster: the host sysctls the kubelet changes, as they were.
 REAL_MACHINE_STATE=/run/tote-real-nodes
-REAL_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory)
+REAL_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory fs.inotify.max_user_instances
+  fs.inotify.max_user_watches)
 REAL_CGROUP_CONTROLLERS=(blkio cpu cpuacct cpuset devices freezer hugetlb memory net_cls net_prio perf_event pids rdma misc systemd)
 
 real_netns() { echo "tote-$REAL_TAG-$1"; }
@@ -55,6 +56,18 @@ real_network_up() {
     [[ -d /var/lib/cni ]] || echo /var/lib/cni >>"$REAL_MACHINE_STATE/created"
     mv "$REAL_MACHINE_STATE/sysctls.tmp" "$REAL_MACHINE_STATE/sysctls"
   fi
+  # Each kubelet and containerd holds inotify instances, 128 per user by default: a few real clusters at once (tests
+  # beside the demo) exhaust them, and containerd then starts without its CRI plugin. Raised as kind advises for
+  # several nodes on one machine; restored with the other sysctls when the last real cluster goes.
+  real_sysctl_at_least fs.inotify.max_user_instances 1024
+  real_sysctl_at_least fs.inotify.max_user_watches 524288
+}
+
+# real_sysctl_at_least KEY VALUE — raise a host sysctl to VALUE unless it is higher already.
+real_sysctl_at_least() {
+  local now
+  now=$(sysctl -n "$1" 2>/dev/null || echo 0)
+  ((now >= $2)) || sysctl -q -w "$1=$2" >/dev/null
 }
 
 # real_containerd_version NODE DEFAULT — the containerd version TOTE_CONTAINERD chooses for NODE ("2", "1.6", or per

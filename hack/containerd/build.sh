@@ -20,14 +20,8 @@ if $complete; then
 fi
 
 log() { echo "containerd/build.sh: $*" >&2; }
-command -v go >/dev/null || { log "go is not installed"; exit 1; }
-
-export GOMODCACHE="$cache/go/mod"
-export GOCACHE="$cache/go/build"
-export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
+source "$(dirname "${BASH_SOURCE[0]}")/../go-env.sh"
 export GOFLAGS="-buildvcs=false"
-
-mkdir -p "$cache/bin" "$GOMODCACHE" "$GOCACHE"
 stage="$(mktemp -d "$cache/bin/.stage-containerd.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 

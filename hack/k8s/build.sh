@@ -26,15 +26,9 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 log() { echo "build.sh: $*" >&2; }
-command -v go >/dev/null || { log "go is not installed (need Go >= 1.26)"; exit 1; }
-
-export GOMODCACHE="$cache/go/mod"
-export GOCACHE="$cache/go/build"
-export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
+source "$here/../go-env.sh"
 export GOFLAGS="-mod=mod -buildvcs=false"
-# GOPROXY is deliberately inherited from the machine.
-
-mkdir -p "$bindir" "$GOMODCACHE" "$GOCACHE"
+mkdir -p "$bindir"
 stage="$(mktemp -d "$cache/bin/.stage.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 

@@ -18,7 +18,8 @@
 //
 // Resume: the staging file is named by (blob, image) and kept when a transfer breaks — also across a restart of the
 // agent — so the retry continues from its length. Files older than the transfer lease's lifetime are removed when the
-// agent starts, as containerd's GC would remove an expired lease's ingests.
+// agent starts and periodically, as containerd's GC would remove an expired lease's ingests; blob files placed but
+// never adopted are left to containerd's own collector (unadopted-blobs.ts).
 //
 // Concurrency: one transfer per image at a time (the server enforces it); a blob shared by two images being
 // imported at once is staged once per image, and the second rename replaces an identical, verified file.

@@ -11,7 +11,7 @@ import { ServerCredentials } from '@grpc/grpc-js';
 import type { Server as GrpcServer } from '@grpc/grpc-js';
 import { ToteError } from '../api/errors.ts';
 import { tlsServerOptions } from '../agentapi/index.ts';
-import type { TlsMaterial } from '../agentapi/index.ts';
+import type { RenewableTls } from '../agentapi/index.ts';
 
 export interface Listener {
   readonly port: number;
@@ -21,7 +21,8 @@ export interface Listener {
 
 export async function listenMultiplexed(options: {
   listen: string;
-  tls: TlsMaterial;
+  /** Its renewals take effect for new connections without a restart. */
+  tls: RenewableTls;
   grpc: GrpcServer;
   http: {
     request(req: IncomingMessage, res: ServerResponse): void;
@@ -34,7 +35,7 @@ export async function listenMultiplexed(options: {
   const http = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => options.http.request(req, res));
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => options.http.upgrade(req, socket, head));
   const sockets = new Set<TLSSocket>();
-  const tls = createTlsServer(tlsServerOptions(options.tls), (socket) => {
+  const tls = createTlsServer(tlsServerOptions(options.tls.current), (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     if (socket.alpnProtocol === 'h2') grpc.injectConnection(socket);
@@ -42,6 +43,7 @@ export async function listenMultiplexed(options: {
   });
   // A failed handshake (no certificate, another CA) is the client's problem; the connection is simply closed.
   tls.on('tlsClientError', () => undefined);
+  const stopRenewals = options.tls.onReplace((material) => tls.setSecureContext(tlsServerOptions(material)));
   const colon = options.listen.lastIndexOf(':');
   const host = options.listen.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(options.listen.slice(colon + 1));
@@ -57,6 +59,7 @@ export async function listenMultiplexed(options: {
   return {
     port: typeof address === 'object' && address !== null ? address.port : port,
     close: async (graceMs) => {
+      stopRenewals();
       const closed = new Promise<void>((resolve) => tls.close(() => resolve()));
       grpc.drain(graceMs);
       http.closeIdleConnections();

@@ -14,9 +14,10 @@ import { HealthService } from '../../generated/proto/grpc/health/v1/health.ts';
 import { ToteError } from '../api/errors.ts';
 import type { Containerd } from '../containerd/index.ts';
 import { agentMaxMessageBytes } from '../agentapi/index.ts';
-import type { TlsMaterial } from '../agentapi/index.ts';
+import type { RenewableTls } from '../agentapi/index.ts';
 import { defaultMaxImageBytes } from '../runtime/config/index.ts';
 import { blobEndpoint } from './blob-endpoint.ts';
+import { collectUnadoptedBlobs } from './unadopted-blobs.ts';
 import { ContentDir } from './content-dir.ts';
 import { listenMultiplexed } from './listener.ts';
 import { createAgentMetrics } from './metrics.ts';
@@ -39,7 +40,7 @@ export interface AgentServerOptions {
   /** This node's name, as in its certificate (urn:tote:node:<name>) and in transfer tokens. */
   readonly nodeName: string;
   readonly containerd: Containerd;
-  readonly tls: TlsMaterial;
+  readonly tls: RenewableTls;
   /** The controller's Ed25519 public key (PEM or KeyObject) that signs transfer tokens. */
   readonly tokenPublicKey: string | KeyObject;
   /** host:port to listen on for the mTLS API; port 0 picks a free one. */
@@ -154,17 +155,21 @@ async function agentState(options: AgentServerOptions): Promise<AgentState> {
     options.contentDir !== undefined
       ? await ContentDir.open(options.contentDir, leaseTtlMs, options.onContentDirDisabled)
       : undefined;
+  const metrics = createAgentMetrics(options.registry);
+  // Blob files an earlier run placed but containerd never adopted go now, before any import can be placing one.
+  if (contentDir?.writable)
+    await collectUnadoptedBlobs(containerd).catch(() => metrics.errors.inc({ operation: 'sweep', kind: 'transient' }));
   return {
     nodeName,
     containerd,
     platform: options.platform ? normalizePlatform(options.platform) : hostPlatform(),
-    metrics: createAgentMetrics(options.registry),
+    metrics,
     blobs: { nodeName, containerd, tokenPublicKey: options.tokenPublicKey, contentDir },
     contentDir,
     maxImageBytes: options.maxImageBytes ?? defaultMaxImageBytes,
     defaultParallelism: options.parallelism ?? 4,
     leaseTtlMs,
-    connectPeer: options.connectPeer ?? ((address, node) => connectSource(address, node, options.tls)),
+    connectPeer: options.connectPeer ?? ((address, node) => connectSource(address, node, options.tls.current)),
     importing: new Map(),
     running: new Set(),
   };

@@ -96,3 +96,32 @@ const serverIdentityCheck =
     }
     return undefined;
   };
+
+/**
+ * The TLS material a process presents now. Certificates are short-lived and renewed while the process runs: a renewal
+ * replaces the material here, listeners swap their secure context, and every connection opened afterwards takes the
+ * new one (connections already open keep theirs until they close).
+ */
+export class RenewableTls {
+  #current: TlsMaterial;
+  readonly #listeners = new Set<(material: TlsMaterial) => void>();
+
+  constructor(initial: TlsMaterial) {
+    this.#current = initial;
+  }
+
+  get current(): TlsMaterial {
+    return this.#current;
+  }
+
+  replace(material: TlsMaterial): void {
+    this.#current = material;
+    for (const listener of this.#listeners) listener(material);
+  }
+
+  /** Calls `listener` on every replacement; returns the function that stops it. */
+  onReplace(listener: (material: TlsMaterial) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

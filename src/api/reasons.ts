@@ -50,6 +50,14 @@ export const ConditionTypes = {
   BackedUp: 'BackedUp',
   /** Record: every pod that waited on the image has started (False names the ones still waiting, and why). */
   PodsStarted: 'PodsStarted',
+  /**
+   * kstatus' "abnormal-true" pair, read by Flux, Argo CD and `kubectl wait`: present and True only while it applies,
+   * removed otherwise. Reconciling: the record is still moving through its phases. Stalled: the object reached a state
+   * the controller cannot get out of without a change from a person (a final phase other than Completed; a policy whose
+   * Secret is missing or invalid).
+   */
+  Reconciling: 'Reconciling',
+  Stalled: 'Stalled',
 } as const;
 
 export const ConditionReasons = {

@@ -2,7 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../api/index.ts';
 import { parseControllerConfig } from '../runtime/config/index.ts';
-import { readTlsMaterial, startController } from '../controller/manager.ts';
+import { readTlsFiles, reloadTlsFiles, RenewableTls } from '../agentapi/index.ts';
+import type { SigningAuthority } from '../agentapi/index.ts';
+import { startController } from '../controller/manager.ts';
+import type { ControllerConfig } from '../runtime/config/index.ts';
+import type { Logger } from '../runtime/logging.ts';
 import { commandLogger, parseOrExplain, terminationSignal } from './run.ts';
 
 export async function runController(argv: string[]): Promise<number> {
@@ -13,15 +17,18 @@ export async function runController(argv: string[]): Promise<number> {
   try {
     if (!config.tokenSigningKeyFile)
       throw new Error('--token-signing-key-file is required: transfers need signed tokens');
+    const tls = controllerTls(config, log);
     const controller = await startController({
       config,
-      tls: readTlsMaterial(config),
+      tls: tls.tls,
+      ...agentSigner(config),
       tokenSigningKey: readFileSync(config.tokenSigningKeyFile, 'utf8'),
       ttlSchedule: config.ttlSchedule,
       machine: {
         maxAttempts: config.maxTransferAttempts,
         retryBaseMs: config.transferRetryBaseMs,
         retryMaxMs: config.transferRetryMaxMs,
+        transfersPerSource: config.transfersPerSource,
       },
       log,
     });
@@ -35,6 +42,7 @@ export async function runController(argv: string[]): Promise<number> {
     ]);
     if ('signal' in outcome) {
       log.info('stopping', { signal: outcome.signal });
+      tls.stop();
       await controller.stop();
       return 0;
     }
@@ -47,4 +55,36 @@ export async function runController(argv: string[]): Promise<number> {
     log.error('controller failed to start', { error: errorMessage(err) });
     return 1;
   }
+}
+
+/**
+ * The controller's certificate, from files (cert-manager's or make-certs.sh's Secret), re-read every minute so a
+ * renewal takes effect without a restart: new channels to agents use it, open ones keep theirs until they close.
+ */
+function controllerTls(config: ControllerConfig, log: Logger): { tls: RenewableTls; stop(): void } {
+  if (!config.tlsCaFile || !config.tlsCertFile || !config.tlsKeyFile)
+    throw new Error('--tls-ca-file, --tls-cert-file and --tls-key-file are required: agents only speak mTLS');
+  const files = { ca: config.tlsCaFile, cert: config.tlsCertFile, key: config.tlsKeyFile };
+  const tls = new RenewableTls(readTlsFiles(files));
+  const reload = reloadTlsFiles(files, tls, {
+    intervalMs: 60_000,
+    onReload: () => log.info('certificate files reloaded'),
+    onError: (message) => log.warn(message),
+  });
+  return { tls, stop: () => reload.stop() };
+}
+
+/**
+ * The agent CA's certificate and key when given: the controller then signs agent certificates. Read now, so a missing
+ * file stops the start with its name, and again at each signing, so a rotated CA needs no restart.
+ */
+function agentSigner(config: ControllerConfig): { agentSigner?: () => SigningAuthority } {
+  const { agentSignerCertFile: certFile, agentSignerKeyFile: keyFile } = config;
+  if (!certFile || !keyFile) return {};
+  const read = (): SigningAuthority => ({
+    certPem: readFileSync(certFile, 'utf8'),
+    keyPem: readFileSync(keyFile, 'utf8'),
+  });
+  read();
+  return { agentSigner: read };
 }

@@ -3,7 +3,7 @@
 // the others. Exit code 1 when any row fails, 0 otherwise (warnings included).
 import { readFileSync } from 'node:fs';
 import type { V1CustomResourceDefinition, V1Lease, V1Namespace, V1Node, V1Pod } from '@kubernetes/client-node';
-import { agentLeaseName, endpointFromLease, errorMessage, findCondition, SalvagePolicyResource } from '../api/index.ts';
+import { errorMessage, findCondition, SalvagePolicyResource } from '../api/index.ts';
 import type { SalvagePolicy } from '../api/index.ts';
 import { connectAgent } from '../agentapi/index.ts';
 import type { TlsMaterial } from '../agentapi/index.ts';
@@ -12,6 +12,7 @@ import { repositoryOf } from '../controller/pod/node-images.ts';
 import { parseDoctorConfig } from '../runtime/config/index.ts';
 import type { DoctorConfig } from '../runtime/config/index.ts';
 import { KubeClient, loadKubeConfig, resources } from '../runtime/kube.ts';
+import { agentsOf, leaderOf } from './plugin/cluster-facts.ts';
 import { parseOrExplain } from './run.ts';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
@@ -84,8 +85,8 @@ async function checkCrds(c: DoctorContext): Promise<CheckRow[]> {
 
 async function checkController(c: DoctorContext): Promise<CheckRow[]> {
   const lease = await c.kube.getOrUndefined<V1Lease>(resources.leases, c.config.leaderElectionId, c.config.namespace);
-  const holder = lease?.spec?.holderIdentity;
-  if (!lease || !holder) {
+  const leader = leaderOf(lease, c.now);
+  if (!leader.holder) {
     return [
       {
         check: 'controller',
@@ -94,52 +95,34 @@ async function checkController(c: DoctorContext): Promise<CheckRow[]> {
       },
     ];
   }
-  const renewed = lease.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
-  const validMs = (lease.spec?.leaseDurationSeconds ?? 15) * 1000;
-  const ageS = Math.round((c.now - renewed) / 1000);
-  if (c.now - renewed > validMs) {
+  if (!leader.alive) {
     return [
       {
         check: 'controller',
         verdict: 'fail',
-        detail: `leader ${holder} last renewed ${ageS}s ago (lease ${validMs / 1000}s): it is down or cannot reach the API server`,
+        detail: `leader ${leader.holder} last renewed ${leader.renewedSecondsAgo}s ago (lease ${leader.leaseSeconds}s): it is down or cannot reach the API server`,
       },
     ];
   }
-  return [{ check: 'controller', verdict: 'ok', detail: `leader ${holder}, renewed ${ageS}s ago` }];
+  return [
+    { check: 'controller', verdict: 'ok', detail: `leader ${leader.holder}, renewed ${leader.renewedSecondsAgo}s ago` },
+  ];
 }
 
 async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
-  const nodes = (await c.kube.listAll<V1Node>(resources.nodes)).items.filter((n) => !isVirtual(n));
-  const leases = new Map<string, V1Lease>();
-  for (const lease of (await c.kube.listAll<V1Lease>(resources.leases, c.config.namespace)).items) {
-    if (lease.metadata?.name) leases.set(lease.metadata.name, lease);
-  }
+  const nodes = (await c.kube.listAll<V1Node>(resources.nodes)).items;
+  const leases = (await c.kube.listAll<V1Lease>(resources.leases, c.config.namespace)).items;
   const tls = readTls(c.config);
   return Promise.all(
-    nodes.map(async (node): Promise<CheckRow> => {
-      const name = node.metadata?.name ?? '';
-      const check = `agent ${name}`;
-      const lease = leases.get(agentLeaseName(name));
-      const endpoint = lease ? endpointFromLease(lease) : undefined;
-      if (!endpoint)
-        return {
-          check,
-          verdict: 'fail',
-          detail: 'no agent Lease: the DaemonSet has no ready pod here (taints? resources?)',
-        };
-      if (endpoint.aliveUntil < c.now) {
-        return {
-          check,
-          verdict: 'fail',
-          detail: `agent Lease expired ${Math.round((c.now - endpoint.aliveUntil) / 1000)}s ago`,
-        };
-      }
-      if (!tls) return { check, verdict: 'ok', detail: `announced at ${endpoint.address} (pass --tls-* to call it)` };
+    agentsOf(nodes, leases, c.now).map(async (agent): Promise<CheckRow> => {
+      const check = `agent ${agent.node}`;
+      if (!agent.alive || agent.address === undefined)
+        return { check, verdict: 'fail', detail: agent.problem ?? 'not alive' };
+      if (!tls) return { check, verdict: 'ok', detail: `announced at ${agent.address} (pass --tls-* to call it)` };
       const client = connectAgent({
-        address: endpoint.address,
+        address: agent.address,
         tls,
-        server: { kind: 'agent', node: name },
+        server: { kind: 'agent', node: agent.node },
         timeoutMs: c.config.timeoutMs,
       });
       try {
@@ -159,12 +142,12 @@ async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
             detail: `${version}: ignores pins set outside CRI (honoured from 1.6.26, 1.7.10, 2.0); policy spec.protection relies on copies here`,
           };
         }
-        return { check, verdict: 'ok', detail: `${version} at ${endpoint.address}` };
+        return { check, verdict: 'ok', detail: `${version} at ${agent.address}` };
       } catch (err) {
         return {
           check,
           verdict: 'fail',
-          detail: `announced at ${endpoint.address} but does not answer: ${errorMessage(err)}`,
+          detail: `announced at ${agent.address} but does not answer: ${errorMessage(err)}`,
         };
       } finally {
         client.close();
@@ -172,10 +155,6 @@ async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
     }),
   );
 }
-
-/** kwok and virtual-kubelet nodes run no containerd: no agent belongs there. */
-const isVirtual = (node: V1Node) =>
-  node.metadata?.annotations?.['kwok.x-k8s.io/node'] === 'fake' || node.metadata?.labels?.type === 'virtual-kubelet';
 
 function readTls(config: DoctorConfig): TlsMaterial | undefined {
   if (!config.tlsCaFile || !config.tlsCertFile || !config.tlsKeyFile) return undefined;

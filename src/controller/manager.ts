@@ -10,11 +10,11 @@
 //
 // This file wires: what is watched and which keys each change enqueues is informers.ts; what reconciles share is
 // context.ts; each reconciler lives in its room (pod/, record/, policy/).
-import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Registry } from 'prom-client';
 import { signTransferToken, transferTokenLifetimeMs } from '../agentapi/index.ts';
-import type { ImportResponse, PushImageResponse, TlsMaterial } from '../agentapi/index.ts';
+import type { ImportResponse, PushImageResponse, RenewableTls, SigningAuthority } from '../agentapi/index.ts';
 import { systemClock } from '../runtime/clock.ts';
 import type { Clock } from '../runtime/clock.ts';
 import type { ControllerConfig } from '../runtime/config/index.ts';
@@ -30,6 +30,7 @@ import type { RuntimeMetrics } from '../runtime/metrics.ts';
 import { runReconcileLoop } from '../runtime/reconcile-loop.ts';
 import type { Reconciler } from '../runtime/reconcile-loop.ts';
 import { defaultRateLimiter, WorkQueue } from '../runtime/workqueue.ts';
+import { AgentCertificateSigner } from './agents/certificate-signer.ts';
 import { AgentDirectory } from './agents/agents.ts';
 import type { Caches, ControllerContext } from './context.ts';
 import { createCaches, enqueueAll, wireHandlers } from './informers.ts';
@@ -56,7 +57,12 @@ export interface ControllerSettings {
   config: ControllerConfig;
   /** PEM Ed25519 private key that signs transfer tokens. */
   tokenSigningKey: string;
-  tls: TlsMaterial;
+  tls: RenewableTls;
+  /**
+   * The CA that signs agent certificates, read at each signing (a rotated CA Secret takes effect without a restart):
+   * set, the leader is the signer tote.dev/agent (docs/security.md).
+   */
+  agentSigner?: () => SigningAuthority;
   /** Cron expression of the TTL cleaner. */
   ttlSchedule: string;
   machine?: Partial<MachineSettings>;
@@ -69,21 +75,6 @@ export interface RunningController {
   done: Promise<void>;
   stop(): Promise<void>;
   health: HealthServer | undefined;
-}
-
-export function readTlsMaterial(config: {
-  tlsCaFile?: string;
-  tlsCertFile?: string;
-  tlsKeyFile?: string;
-}): TlsMaterial {
-  if (!config.tlsCaFile || !config.tlsCertFile || !config.tlsKeyFile) {
-    throw new Error('--tls-ca-file, --tls-cert-file and --tls-key-file are required: agents only speak mTLS');
-  }
-  return {
-    ca: readFileSync(config.tlsCaFile),
-    cert: readFileSync(config.tlsCertFile),
-    key: readFileSync(config.tlsKeyFile),
-  };
 }
 
 export async function startController(settings: ControllerSettings): Promise<RunningController> {
@@ -134,7 +125,11 @@ export async function startController(settings: ControllerSettings): Promise<Run
     rejectDone = reject;
   });
 
-  const lead = (signal: AbortSignal) => runAsLeader(c, settings, { caches, queues, runtime, allInformers }, signal);
+  const lead = (signal: AbortSignal) =>
+    Promise.all([
+      runAsLeader(c, settings, { caches, queues, runtime, allInformers }, signal),
+      signAgentCertificates(c, settings, registry, signal),
+    ]);
 
   const shutdown = async (drain: boolean) => {
     await Promise.race([
@@ -287,6 +282,29 @@ function createContext(
     // handful of policy status writes, not one a second for its whole length.
     enqueuePolicy: (name) => queues.policies.addAfter(name, 5_000),
   };
+}
+
+/** The leader signs agent certificates when the controller holds the agent CA (--agent-signer-*-file). */
+async function signAgentCertificates(
+  c: ControllerContext,
+  settings: ControllerSettings,
+  registry: Registry,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!settings.agentSigner) return;
+  const { config, log } = settings;
+  const signer = new AgentCertificateSigner({
+    kube: c.kube,
+    authority: settings.agentSigner,
+    nodes: c.caches.nodes,
+    agentNamespace: config.agentNamespace,
+    agentServiceAccount: config.agentServiceAccount,
+    maxLifetimeMs: config.agentCertificateMaxLifetimeMs,
+    clock: c.clock,
+    log: log.child({ component: 'agent-certificate-signer' }),
+    registry,
+  });
+  await signer.run(signal);
 }
 
 /** The leader's work, once the caches have synced: the TTL cleaner and the reconcile loops, until `signal`. */

@@ -30,6 +30,8 @@ export interface StartArgs<P> {
 
 export class OperationTracker<P> {
   readonly #ops = new Map<string, OperationState<P> & { abort: AbortController; lastNotified: number }>();
+  /** Operations decided but not started yet (their record's status is being written), by UID: their tags. */
+  readonly #claims = new Map<string, Record<string, string>>();
   readonly #notify: (key: string) => void;
   readonly #clock: Clock;
   readonly #throttleMs: number;
@@ -46,6 +48,7 @@ export class OperationTracker<P> {
 
   /** Starts the operation unless one runs (or has finished and not been forgotten) for this UID. */
   start(args: StartArgs<P>): boolean {
+    this.#claims.delete(args.uid);
     if (this.#ops.has(args.uid)) return false;
     const abort = new AbortController();
     const op = {
@@ -99,10 +102,23 @@ export class OperationTracker<P> {
     this.#ops.delete(uid);
   }
 
-  /** Running operations whose tag `name` equals `value`, e.g. transfers of one policy. */
+  /**
+   * Counts an operation as running from the moment it is decided: reconciles of other records run while this one
+   * writes its status, and must see the slot (a policy's, a source's) taken. start() or release() ends the claim.
+   */
+  claim(uid: string, tags: Record<string, string>): void {
+    this.#claims.set(uid, tags);
+  }
+
+  release(uid: string): void {
+    this.#claims.delete(uid);
+  }
+
+  /** Running (or claimed) operations whose tag `name` equals `value`, e.g. transfers of one policy. */
   countRunning(name: string, value: string): number {
     let n = 0;
     for (const op of this.#ops.values()) if (op.state === 'running' && op.tags[name] === value) n++;
+    for (const tags of this.#claims.values()) if (tags[name] === value) n++;
     return n;
   }
 
@@ -110,5 +126,6 @@ export class OperationTracker<P> {
   cancelAll(): void {
     for (const op of this.#ops.values()) if (op.state === 'running') op.abort.abort();
     this.#ops.clear();
+    this.#claims.clear();
   }
 }

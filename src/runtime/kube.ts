@@ -188,6 +188,12 @@ export const resources = {
   deployments: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
   statefulSets: { group: 'apps', version: 'v1', plural: 'statefulsets', namespaced: true },
   daemonSets: { group: 'apps', version: 'v1', plural: 'daemonsets', namespaced: true },
+  certificateSigningRequests: {
+    group: 'certificates.k8s.io',
+    version: 'v1',
+    plural: 'certificatesigningrequests',
+    namespaced: false,
+  },
   customResourceDefinitions: {
     group: 'apiextensions.k8s.io',
     version: 'v1',
@@ -421,6 +427,16 @@ export class KubeClient {
   /** PUT the status subresource, guarded by metadata.resourceVersion exactly like update(). Spec is not written. */
   updateStatus<T extends KubernetesObject>(r: ResourceType, obj: T, options?: WriteOptions): Promise<T> {
     return this.#put(r, obj, 'status', options);
+  }
+
+  /** PUT another subresource (a CertificateSigningRequest's `approval`), guarded by resourceVersion like update(). */
+  updateSubresource<T extends KubernetesObject>(
+    r: ResourceType,
+    obj: T,
+    subresource: string,
+    options?: WriteOptions,
+  ): Promise<T> {
+    return this.#put(r, obj, subresource, options);
   }
 
   async #put<T extends KubernetesObject>(

@@ -1,5 +1,5 @@
 // Fan-out: a Deployment spread over three nodes whose image survives on one of them gets one record per node that
-// needs it, each served on its own.
+// needs it, and the image spreads as a tree: a node that received it serves the next.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureCluster, testNamespace } from '../support/cluster.ts';
@@ -38,8 +38,13 @@ describe('fan-out', () => {
     assert.deepEqual(records.map((r) => r.spec.targetNode).sort(), ['node-b', 'node-c']);
     for (const r of records) {
       assert.equal(r.status?.phase, 'Completed');
-      assert.equal(r.status?.sourceNode, 'node-a');
       assert.equal(r.status?.digest, image.target.digest);
     }
+    // A tree, not a star: node-a serves one transfer of the image at a time (--transfers-per-source=1), so one target
+    // is served by node-a and the other by that target once it holds the image.
+    const first = records.find((r) => r.status?.sourceNode === 'node-a');
+    const second = records.find((r) => r !== first);
+    assert.equal(first?.status?.sourceNode, 'node-a');
+    assert.equal(second?.status?.sourceNode, first?.spec.targetNode, JSON.stringify(records.map((r) => r.status)));
   });
 });

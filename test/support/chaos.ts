@@ -51,9 +51,11 @@ export const chaosControllerArgs = [
 /** tote on the chaos cluster: every agent, and controller `0` with the chaos flags. */
 export async function ensureChaosTote(env: ClusterEnv): Promise<ToteDeployment> {
   const paths = await prepareTote(env);
+  // The controller first: it signs the agents' certificates.
+  const controller = await startController(env, paths, { args: chaosControllerArgs });
   const agents = new Map<string, ToteProcess>();
   for (const n of env.nodes) agents.set(n, await startAgent(env, paths, n));
-  return { paths, agents, controller: await startController(env, paths, { args: chaosControllerArgs }) };
+  return { paths, agents, controller };
 }
 
 export const startChaosController = (env: ClusterEnv, paths: TotePaths, instance = '0') =>

@@ -56,7 +56,7 @@ export function totePaths(env: ClusterEnv): TotePaths {
 export async function prepareTote(env: ClusterEnv): Promise<TotePaths> {
   const paths = totePaths(env);
   mkdirSync(paths.logs, { recursive: true });
-  await run(join(repoRoot, 'hack/certs/make-certs.sh'), ['--out', paths.certs, '--nodes', env.nodes.join(' ')], {
+  await run(join(repoRoot, 'hack/certs/make-certs.sh'), ['--out', paths.certs], {
     env: { ...process.env, TOTE_KUBECTL: env.kubectl, KUBECONFIG: env.kubeconfig },
   });
   await must(
@@ -104,7 +104,7 @@ async function must(result: Promise<{ code: number; stdout: string; stderr: stri
 }
 
 /** A kubeconfig that authenticates as the ServiceAccount: tote runs with the permissions it ships, nothing more. */
-function serviceAccountKubeconfig(env: ClusterEnv, account: string, token: string): string {
+export function serviceAccountKubeconfig(env: ClusterEnv, account: string, token: string): string {
   const admin = new KubeConfig();
   admin.loadFromFile(env.kubeconfig);
   const cluster = admin.getCurrentCluster();
@@ -238,9 +238,8 @@ export async function startAgent(env: ClusterEnv, paths: TotePaths, nodeName: st
       `--content-dir=${join(dirname(socket), 'root', 'io.containerd.content.v1.content')}`,
       `--kubeconfig=${paths.agentKubeconfig(nodeName)}`,
       `--lease-namespace=${toteNamespace}`,
+      // No certificate files: the agent requests its own from the controller, as the DaemonSet's agents do.
       `--tls-ca-file=${join(paths.certs, 'ca.crt')}`,
-      `--tls-cert-file=${join(paths.certs, 'agents', `${nodeName}.crt`)}`,
-      `--tls-key-file=${join(paths.certs, 'agents', `${nodeName}.key`)}`,
       `--token-public-key-file=${join(paths.certs, 'signing/public.pem')}`,
       `--health-probe-bind-address=127.0.0.1:${health}`,
       `--metrics-bind-address=127.0.0.1:${metrics}`,
@@ -285,6 +284,8 @@ export async function startController(
       `--tls-cert-file=${join(paths.certs, 'controller.crt')}`,
       `--tls-key-file=${join(paths.certs, 'controller.key')}`,
       `--token-signing-key-file=${join(paths.certs, 'signing/private.pem')}`,
+      `--agent-signer-cert-file=${join(paths.certs, 'ca.crt')}`,
+      `--agent-signer-key-file=${join(paths.certs, 'ca.key')}`,
       `--health-probe-bind-address=127.0.0.1:${health}`,
       `--metrics-bind-address=127.0.0.1:${metrics}`,
       // A test harness: the TTL cleaner runs every 2 s (not every 5 min) so an expired record is pruned within a test.
@@ -336,12 +337,16 @@ export interface ToteDeployment {
   controller: ToteProcess;
 }
 
-/** Everything up: agents on every node and one controller. Reuses what already runs. */
+/**
+ * Everything up: one controller, then agents on every node (an agent is ready once the controller has signed its
+ * certificate). Reuses what already runs.
+ */
 export async function ensureTote(env: ClusterEnv, controller: ControllerOptions = {}): Promise<ToteDeployment> {
   const paths = await prepareTote(env);
+  const controllerProcess = await startController(env, paths, controller);
   const agents = new Map<string, ToteProcess>();
   for (const n of env.nodes) agents.set(n, await startAgent(env, paths, n));
-  return { paths, agents, controller: await startController(env, paths, controller) };
+  return { paths, agents, controller: controllerProcess };
 }
 
 /** Stops every tote process recorded for this cluster. */

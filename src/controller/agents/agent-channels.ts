@@ -7,11 +7,11 @@
 // next call. Callers never hold a channel itself: handle() returns a client whose every method borrows anew.
 import type { AgentEndpoint } from '../../api/index.ts';
 import { connectAgent } from '../../agentapi/index.ts';
-import type { AgentClient, TlsMaterial } from '../../agentapi/index.ts';
+import type { AgentClient, RenewableTls, TlsMaterial } from '../../agentapi/index.ts';
 import type { Clock, TimerHandle } from '../../runtime/clock.ts';
 
 export interface AgentChannelsOptions {
-  tls: TlsMaterial;
+  tls: RenewableTls;
   clock: Clock;
   /** Builds a client; replaced in tests that count channels and calls. */
   connect?: typeof connectAgent;
@@ -24,6 +24,8 @@ export interface AgentChannelsOptions {
 interface Channel {
   /** The agent's address when the channel was opened: an agent answering elsewhere gets a new channel. */
   readonly address: string;
+  /** The controller's certificate when the channel was opened: a renewed one gets new channels. */
+  readonly material: TlsMaterial;
   readonly client: AgentClient;
   /** Calls running on it; it is never closed while this is above 0. */
   inUse: number;
@@ -31,7 +33,7 @@ interface Channel {
 }
 
 export class AgentChannels {
-  readonly #tls: TlsMaterial;
+  readonly #tls: RenewableTls;
   readonly #clock: Clock;
   readonly #connect: typeof connectAgent;
   readonly #idleMs: number;
@@ -101,17 +103,18 @@ export class AgentChannels {
     const key = endpoint.node;
     let channel = this.#channels.get(key);
     if (channel) this.#channels.delete(key);
-    if (channel && channel.address !== endpoint.address) {
+    if (channel && (channel.address !== endpoint.address || channel.material !== this.#tls.current)) {
       this.#retire(channel);
       channel = undefined;
     }
     if (!channel) {
+      const material = this.#tls.current;
       const client = this.#connect({
         address: endpoint.address,
-        tls: this.#tls,
+        tls: material,
         server: { kind: 'agent', node: endpoint.node },
       });
-      channel = { address: endpoint.address, client, inUse: 0, lastUsed: 0 };
+      channel = { address: endpoint.address, material, client, inUse: 0, lastUsed: 0 };
     }
     this.#channels.set(key, channel);
     channel.inUse++;
@@ -127,7 +130,7 @@ export class AgentChannels {
     if (channel.inUse === 0 && this.#retired.delete(channel)) channel.client.close();
   }
 
-  /** The agent answers at a new address: its old channel goes, now or when its last call ends. */
+  /** The agent answers at a new address, or our certificate was renewed: the old channel goes, now or when its last call ends. */
   #retire(channel: Channel): void {
     if (channel.inUse === 0) channel.client.close();
     else this.#retired.add(channel);

@@ -13,7 +13,7 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import { endpointFromLease } from '../../api/index.ts';
 import type { AgentEndpoint } from '../../api/index.ts';
-import type { AgentClient, AgentImage, connectAgent, TlsMaterial } from '../../agentapi/index.ts';
+import type { AgentClient, AgentImage, connectAgent, RenewableTls } from '../../agentapi/index.ts';
 import { recordNameFor } from '../../registry/index.ts';
 import type { Clock, TimerHandle } from '../../runtime/clock.ts';
 import { ConcurrencyLimiter } from '../../runtime/concurrency-limiter.ts';
@@ -28,7 +28,7 @@ export interface LeaseSource {
 
 export interface AgentDirectoryOptions {
   leases: LeaseSource;
-  tls: TlsMaterial;
+  tls: RenewableTls;
   clock: Clock;
   /** How long an agent's answer about an image is reused. */
   inventoryTtlMs?: number;
@@ -59,6 +59,8 @@ const maxCachedAnswers = 50_000;
 const maxQuestionsPerBatch = 256;
 /** How long "node N's record of a tag points at digest D" hints where D is (holderHints). */
 const holderHintTtlMs = 60_000;
+/** How long "tote has just imported D onto node N" hints where D is: a fan-out to many nodes can take minutes. */
+const importedHintTtlMs = 15 * 60_000;
 /** Bounds the holder hints: the least recently hinted digest goes when more than this are hinted. */
 const maxHintedDigests = 10_000;
 
@@ -102,7 +104,10 @@ export class AgentDirectory {
   /** Per node, the batch still taking questions. */
   readonly #collecting = new Map<string, Batch>();
   /** By digest: the nodes whose record of a tag pointed at it lately, and when they said so. */
+  /** digest → node → when the hint expires. */
   readonly #holderHints = new Map<string, Map<string, number>>();
+  /** digest → node tote imported it onto → until when that counts as recent. */
+  readonly #received = new Map<string, Map<string, number>>();
   /** alive() as last worked out, valid while the Leases have not changed and no endpoint in it has expired. */
   #alive: { revision: number; validUntil: number; endpoints: ReadonlyMap<string, AgentEndpoint> } | undefined;
 
@@ -210,12 +215,32 @@ export class AgentDirectory {
     const now = this.#clock.now();
     const nodes = this.#holderHints.get(digest);
     if (!nodes) return [];
-    return [...nodes].filter(([, at]) => now - at < holderHintTtlMs).map(([node]) => node);
+    return [...nodes].filter(([, until]) => until > now).map(([node]) => node);
   }
 
-  #hint(digest: string, node: string): void {
+  /** `node` holds `digest` now (tote has just imported it there): look there first, and let it serve the next. */
+  noteHolder(digest: string, node: string): void {
+    this.#hint(digest, node, importedHintTtlMs);
+    const nodes = this.#received.get(digest) ?? new Map<string, number>();
+    nodes.set(node, this.#clock.now() + importedHintTtlMs);
+    this.#received.delete(digest);
+    this.#received.set(digest, nodes);
+    if (this.#received.size > maxHintedDigests) {
+      const oldest = this.#received.keys().next().value;
+      if (oldest !== undefined) this.#received.delete(oldest);
+    }
+  }
+
+  /** Nodes tote imported `digest` onto within the last minutes (noteHolder). */
+  receivedBy(digest: string): Set<string> {
+    const now = this.#clock.now();
+    return new Set([...(this.#received.get(digest) ?? [])].filter(([, until]) => until > now).map(([node]) => node));
+  }
+
+  #hint(digest: string, node: string, ttlMs = holderHintTtlMs): void {
     const nodes = this.#holderHints.get(digest) ?? new Map<string, number>();
-    nodes.set(node, this.#clock.now());
+    const until = this.#clock.now() + ttlMs;
+    nodes.set(node, Math.max(until, nodes.get(node) ?? 0));
     // Re-inserted last, so the map runs from the least recently hinted digest: that one goes when it is full (hints
     // are an optimisation; losing one costs a wider search, never a wrong answer).
     this.#holderHints.delete(digest);

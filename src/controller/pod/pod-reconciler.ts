@@ -6,7 +6,7 @@ import { Annotations, SalvageRecordResource } from '../../api/index.ts';
 import type { SalvagePolicy } from '../../api/index.ts';
 import { newRecord } from '../record/new-record.ts';
 import { resources } from '../../runtime/kube.ts';
-import type { ResourceType } from '../../runtime/kube.ts';
+import type { KubeClient, ResourceType } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
 import type { ControllerContext } from '../context.ts';
@@ -45,7 +45,7 @@ export async function reconcilePod(
     let scope = decideScope(policies, subject);
     if (!scope.inScope && subject.namespaceAnnotations?.[Annotations.allowNamespace] === 'true') {
       // Only the annotation opt-in needs the owners, so they are fetched only for namespaces that allow it.
-      subject.ownerAnnotations = await ownerAnnotations(c, pod);
+      subject.ownerAnnotations = await ownerAnnotations(c.kube, pod);
       scope = decideScope(policies, subject);
     }
     if (!scope.inScope) {
@@ -110,14 +110,15 @@ function existingRecord(c: ControllerContext, incident: Incident): string | unde
   return same ? `${incident.namespace}/${same.metadata?.name}` : undefined;
 }
 
-async function ownerAnnotations(c: ControllerContext, pod: V1Pod): Promise<Record<string, string>[]> {
+/** Annotations of the pod's controller owners, nearest first (ReplicaSet, then its Deployment): single GETs. */
+export async function ownerAnnotations(kube: KubeClient, pod: V1Pod): Promise<Record<string, string>[]> {
   const out: Record<string, string>[] = [];
   let current: KubernetesObject = pod;
   for (let depth = 0; depth < maxOwnerDepth; depth++) {
     const owner = current.metadata?.ownerReferences?.find((o) => o.controller === true);
     const type = owner ? ownerKinds[owner.kind] : undefined;
     if (!owner || !type) break;
-    const next = await c.kube.getOrUndefined<KubernetesObject>(type, owner.name, pod.metadata?.namespace);
+    const next = await kube.getOrUndefined<KubernetesObject>(type, owner.name, pod.metadata?.namespace);
     if (!next) break;
     out.push(next.metadata?.annotations ?? {});
     current = next;

@@ -7,10 +7,17 @@ import {
   errorMessage,
   isFinalPhase,
   Phases,
+  removeCondition,
   SalvagePolicyResource,
   setCondition,
 } from '../../api/index.ts';
-import type { SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus, SecretReference } from '../../api/index.ts';
+import type {
+  Condition,
+  SalvagePolicy,
+  SalvagePolicyCounters,
+  SalvagePolicyStatus,
+  SecretReference,
+} from '../../api/index.ts';
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -30,18 +37,9 @@ export async function reconcilePolicy(
   const problem = await findProblem(c, policy);
   const now = new Date(c.clock.now());
   const generation = policy.metadata?.generation;
-  const conditions = setCondition(
-    policy.status?.conditions,
-    problem
-      ? { type: ConditionTypes.Ready, status: 'False', reason: problem.reason, message: problem.message }
-      : {
-          type: ConditionTypes.Ready,
-          status: 'True',
-          reason: ConditionReasons.PolicyAccepted,
-          message: 'policy is in force',
-        },
-    now,
-  ).map((cond) => (generation !== undefined ? { ...cond, observedGeneration: generation } : cond));
+  const conditions = policyConditions(policy.status?.conditions, problem, now).map((cond) =>
+    generation !== undefined ? { ...cond, observedGeneration: generation } : cond,
+  );
   const status: SalvagePolicyStatus = {
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     conditions,
@@ -57,6 +55,32 @@ export async function reconcilePolicy(
     if (problem) ctx.log.warn('policy not ready', { reason: problem.reason, message: problem.message });
   }
   return problem ? { requeueAfterMs: recheckMs } : undefined;
+}
+
+/**
+ * Ready, and kstatus' Stalled while Ready is False. A policy is checked in one pass, so it is never Reconciling: an
+ * observedGeneration behind metadata.generation is what says the controller has not looked at the change yet.
+ */
+export function policyConditions(
+  previous: readonly Condition[] | undefined,
+  problem: { reason: string; message: string } | undefined,
+  now: Date,
+): Condition[] {
+  if (!problem) {
+    const ready = setCondition(
+      previous,
+      {
+        type: ConditionTypes.Ready,
+        status: 'True',
+        reason: ConditionReasons.PolicyAccepted,
+        message: 'policy is in force',
+      },
+      now,
+    );
+    return removeCondition(ready, ConditionTypes.Stalled);
+  }
+  const notReady = setCondition(previous, { type: ConditionTypes.Ready, status: 'False', ...problem }, now);
+  return setCondition(notReady, { type: ConditionTypes.Stalled, status: 'True', ...problem }, now);
 }
 
 async function findProblem(

@@ -12,6 +12,7 @@ import {
   formatBytes,
   isFinalPhase,
   Phases,
+  removeCondition,
   setCondition,
   truncate,
 } from '../../api/index.ts';
@@ -36,6 +37,10 @@ export type TargetImageState = 'complete' | 'unnamed' | 'incomplete' | 'absent' 
 /** A node holding a complete copy, with a healthy agent and the target's platform. */
 export interface SourceCandidate {
   node: string;
+  /** Transfers of this image the node is serving now (only while Locating; undefined: none known). */
+  serving?: number;
+  /** tote copied the image onto this node minutes ago: among equally busy holders it serves first (fan-out tree). */
+  received?: boolean;
 }
 
 /** The executor's view of the record's transfer (keyed by record UID); undefined when none runs in this process. */
@@ -133,6 +138,12 @@ export interface MachineSettings {
    * image pull back-off tops out at five minutes, so by then it has looked again.
    */
   kubeletRetryMs: number;
+  /**
+   * Transfers of one image one node serves at once. When many nodes need an image together (a DaemonSet's), the
+   * others wait for a free holder, and every node that finished serves the next: the image spreads as a tree, so the
+   * first source is read a few times instead of once per node, and time grows with the log of the node count.
+   */
+  transfersPerSource: number;
 }
 
 export const defaultMachineSettings: MachineSettings = Object.freeze({
@@ -142,6 +153,7 @@ export const defaultMachineSettings: MachineSettings = Object.freeze({
   reopenAfterMs: 600_000,
   progressIntervalMs: 2_000,
   kubeletRetryMs: 330_000,
+  transfersPerSource: 1,
 });
 
 const technicalDebt =
@@ -230,6 +242,16 @@ class Step {
       delete this.status.completedAt;
     }
     this.condition(ConditionTypes.Ready, phase === Phases.Completed ? 'True' : 'False', reason, message);
+    this.kstatusConditions(phase, reason, message);
+  }
+
+  /** Reconciling while the record moves; Stalled once it ended anywhere but Completed (it reopens only on demand). */
+  private kstatusConditions(phase: Phase, reason: string, message: string): void {
+    const final = isFinalPhase(phase);
+    if (final) this.status.conditions = removeCondition(this.status.conditions, ConditionTypes.Reconciling);
+    else this.condition(ConditionTypes.Reconciling, 'True', reason, message);
+    if (final && phase !== Phases.Completed) this.condition(ConditionTypes.Stalled, 'True', reason, message);
+    else this.status.conditions = removeCondition(this.status.conditions, ConditionTypes.Stalled);
   }
 
   addHistory(entry: HistoryEntry): void {
@@ -442,7 +464,14 @@ function locating(step: Step): void {
     step.requeue(5_000);
     return;
   }
-  const source = pickSource(candidates, step.status.sourceNode, record.status?.phase === Phases.Transferring);
+  const free = candidates.filter((c) => (c.serving ?? 0) < step.settings.transfersPerSource);
+  if (free.length === 0) {
+    const message = `waiting for a free source: every node holding ${digest} (${nodes}) is serving ${step.settings.transfersPerSource} transfer(s) of it; each node that finishes serves the next`;
+    if (step.status.message !== message) step.status.message = message;
+    step.requeue(1_000);
+    return;
+  }
+  const source = pickSource(free, step.status.sourceNode, record.status?.phase === Phases.Transferring);
   startAttempt(
     step,
     source,
@@ -469,10 +498,18 @@ function provablyCorrupt(step: Step): boolean {
   );
 }
 
-/** The first candidate, or after a failure the one following the failed source, so each holder gets its turn. */
+/**
+ * The least busy candidate — of those a node that has just received the image, which spares the first source (often
+ * the last original copy, maybe on a node about to go) — or after a failure the one following the failed source, so
+ * each holder gets its turn.
+ */
 function pickSource(candidates: SourceCandidate[], failed: string | undefined, afterFailure: boolean): string {
   const nodes = candidates.map((c) => c.node);
-  if (!afterFailure || failed === undefined) return nodes[0] ?? '';
+  if (!afterFailure || failed === undefined) {
+    const idlest = Math.min(...candidates.map((c) => c.serving ?? 0));
+    const free = candidates.filter((c) => (c.serving ?? 0) === idlest);
+    return (free.find((c) => c.received) ?? free[0])?.node ?? '';
+  }
   const index = nodes.indexOf(failed);
   return nodes[(index + 1) % nodes.length] ?? '';
 }

@@ -65,11 +65,19 @@ export async function reconcileRecord(
   // A lookup runs; it re-enqueues the record when it finishes. Deciding now would act on half an observation.
   if (!obs) return;
   const decision = decide(record, obs, c.machine);
-  if (decision.status) {
-    await writeStatus(c, record, decision.status);
-    countTransition(c, record, decision.status);
+  const uid = record.metadata?.uid ?? '';
+  const starting = decision.actions.find((a) => a.type === 'startTransfer');
+  if (starting) c.imports.claim(uid, transferTags(policy, starting));
+  try {
+    if (decision.status) {
+      await writeStatus(c, record, decision.status);
+      countTransition(c, record, decision.status);
+    }
+    for (const action of decision.actions) await act(c, record, policy, action, ctx);
+  } finally {
+    // Started (the claim became the operation) or not started at all: either way no longer only decided.
+    c.imports.release(uid);
   }
-  for (const action of decision.actions) await act(c, record, policy, action, ctx);
   if (decision.status?.phase && decision.status.phase !== record.status?.phase) {
     ctx.log.info('record moved', {
       from: record.status?.phase ?? Phases.Pending,
@@ -130,7 +138,13 @@ function observe(
         locate(c, record, digest, obs.target.platform, wantedReferences(record, obs.pods), ctx),
       );
       if (!location) return undefined;
-      observeLocation(c, record, policy, location, obs);
+      observeLocation(
+        c,
+        policy,
+        { digest, target: record.spec.targetNode, evacuation: record.spec.reason === 'Evacuation' },
+        location,
+        obs,
+      );
       break;
     }
     case Phases.Transferring:
@@ -336,23 +350,51 @@ async function locate(
   };
 }
 
+/** The tag that counts the transfers of one image one node serves (transfersPerSource). */
+const sourceImageKey = (node: string, digest: string): string => `${node}|${digest}`;
+
+/** What a transfer is counted by: its policy's slots, its source, and its source's transfers of this image. */
+const transferTags = (policy: EffectivePolicy, action: { source: string; digest: string }): Record<string, string> => ({
+  policy: policy.name ?? '',
+  source: action.source,
+  sourceImage: sourceImageKey(action.source, action.digest),
+});
+
 /** Fills target state, candidates, size and slot availability for Locating; slots are counted now, not looked up. */
 function observeLocation(
   c: ControllerContext,
-  record: SalvageRecord,
   policy: EffectivePolicy,
+  image: { digest: string; target: string; evacuation: boolean },
   location: Location,
   obs: RecordObservation,
 ): void {
+  const { digest, target } = image;
   const { candidates } = location;
   obs.target.image = location.targetImage;
-  obs.candidates = candidates.map(({ node }) => ({ node }));
+  const received = c.agents.receivedBy(digest);
+  // Nodes tote finished copying the image onto after the lookup's answers were gathered hold it too (the import was
+  // verified); with them a record that waited for a free source sees the holders of now, not of a moment ago.
+  const holders = [
+    ...candidates.map(({ node }) => node),
+    ...[...received].filter(
+      (node) =>
+        node !== target &&
+        !candidates.some((x) => x.node === node) &&
+        c.agents.alive().has(node) &&
+        samePlatformAs(c, node, obs.target.platform),
+    ),
+  ];
+  obs.candidates = holders.map((node) => ({
+    node,
+    serving: c.imports.countRunning('sourceImage', sourceImageKey(node, digest)),
+    received: received.has(node),
+  }));
   obs.unreachableNodes = location.unreachable;
   if (candidates[0]) obs.imageBytes = candidates[0].size;
   const policyKey = policy.name ?? '';
   // An evacuation races a drain: it never waits for a slot, so it goes ahead of every other transfer.
   obs.transferSlotFree =
-    record.spec.reason === 'Evacuation' || c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
+    image.evacuation || c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
   c.metrics.lastCopyImages.set(countLastCopies(c));
 }
 
@@ -544,7 +586,7 @@ async function act(
       const started = c.imports.start({
         uid,
         key,
-        tags: { policy: policy.name ?? '', source: action.source },
+        tags: transferTags(policy, action),
         run: (onProgress, signal) =>
           client.import(
             {
@@ -566,10 +608,14 @@ async function act(
       }
       return;
     }
-    case 'forgetTransfer':
+    case 'forgetTransfer': {
+      // A target that now holds the image is a source for the records still waiting for it (the tree of fan-out).
+      const digest = record.status?.digest;
+      if (c.imports.get(uid)?.state === 'succeeded' && digest) c.agents.noteHolder(digest, target);
       c.imports.forget(uid);
       c.agents.invalidate(target);
       return;
+    }
     case 'removeCorruptImage': {
       const client = c.agents.client(target);
       if (!client) return;

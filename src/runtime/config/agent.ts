@@ -1,6 +1,6 @@
 // The options of `tote agent`. Every field is documented by its help text; `tote agent --help` prints them.
 
-import { kubeOptions, loggingOptions, serveOptions, tlsOptions, validateTls } from './common.ts';
+import { kubeOptions, loggingOptions, serveOptions, tlsOptions } from './common.ts';
 import { option, parseConfig } from './options.ts';
 import type { ConfigOf } from './options.ts';
 
@@ -64,6 +64,15 @@ export const agentOptions = {
     min: 1,
     help: 'Largest import plan accepted when the controller asks for no other limit.',
   }),
+  certificateLifetimeMs: option.duration({
+    flag: 'certificate-lifetime',
+    env: 'TOTE_CERTIFICATE_LIFETIME',
+    default: 24 * 3600_000,
+    minMs: 600_000,
+    help:
+      'Validity asked for when the agent requests its certificate (no --tls-cert-file): renewed after two thirds of ' +
+      'it, without a restart. The signer may grant less.',
+  }),
   ...kubeOptions,
   ...serveOptions({ metrics: ':9090', health: ':9091' }),
   ...tlsOptions,
@@ -80,6 +89,16 @@ export function parseAgentConfig(
   return parseConfig(agentOptions, argv, env, {
     usage: 'tote agent [flags]',
     description: 'Runs the tote agent beside containerd on one node: lists, transfers, imports and pushes images.',
-    validate: validateTls,
+    validate: validateAgentTls,
   });
+}
+
+/**
+ * The agent's own certificate and key come as files (both) or, when neither is given, from a CertificateSigningRequest
+ * the controller signs (src/agent/node-certificate.ts).
+ */
+function validateAgentTls(c: AgentConfig): string[] {
+  return (c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)
+    ? ['--tls-cert-file and --tls-key-file: give both, or neither to request a certificate from the controller']
+    : [];
 }

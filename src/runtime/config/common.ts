@@ -27,6 +27,17 @@ export const kubeOptions = {
   }),
 };
 
+/** The deadline of each API call of the commands people run (status, why, salvage, migrate). */
+export const apiTimeoutOptions = {
+  timeoutMs: option.duration({
+    flag: 'timeout',
+    env: 'TOTE_TIMEOUT',
+    default: 10_000,
+    minMs: 100,
+    help: 'Deadline of each call to the API server.',
+  }),
+};
+
 export const serveOptions = (defaults: { metrics: string; health: string }) => ({
   metricsBindAddress: option.bindAddress({
     flag: 'metrics-bind-address',

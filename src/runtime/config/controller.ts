@@ -123,6 +123,32 @@ export const controllerOptions = {
     default: 'tote-system',
     help: "Namespace of the Leases through which agents announce their addresses (the agent DaemonSet's namespace).",
   }),
+  agentServiceAccount: option.string({
+    flag: 'agent-service-account',
+    env: 'TOTE_AGENT_SERVICE_ACCOUNT',
+    default: 'tote-agent',
+    help: 'ServiceAccount of the agent pods (in --agent-namespace): only its certificate requests are signed.',
+  }),
+  agentSignerCertFile: option.path({
+    flag: 'agent-signer-cert-file',
+    env: 'TOTE_AGENT_SIGNER_CERT_FILE',
+    help:
+      'PEM certificate of the CA that signs agent certificates (Secret tote-ca, tls.crt). With --agent-signer-key-file ' +
+      'the controller is the signer tote.dev/agent: it approves and signs the CertificateSigningRequest of an agent ' +
+      'for its own node only. Unset: agents bring their own certificates.',
+  }),
+  agentSignerKeyFile: option.path({
+    flag: 'agent-signer-key-file',
+    env: 'TOTE_AGENT_SIGNER_KEY_FILE',
+    help: 'PEM private key of --agent-signer-cert-file.',
+  }),
+  agentCertificateMaxLifetimeMs: option.duration({
+    flag: 'agent-certificate-max-lifetime',
+    env: 'TOTE_AGENT_CERTIFICATE_MAX_LIFETIME',
+    default: 24 * 3600_000,
+    minMs: 600_000,
+    help: 'Longest validity of an agent certificate; a request asking for less gets less (at least 10 minutes).',
+  }),
   agentRpcTimeoutMs: option.duration({
     flag: 'agent-rpc-timeout',
     env: 'TOTE_AGENT_RPC_TIMEOUT',
@@ -163,6 +189,17 @@ export const controllerOptions = {
     minMs: 1,
     help: 'Longest wait between transfer attempts.',
   }),
+  transfersPerSource: option.integer({
+    flag: 'transfers-per-source',
+    env: 'TOTE_TRANSFERS_PER_SOURCE',
+    default: 1,
+    min: 1,
+    max: 64,
+    help:
+      'Transfers of one image one node serves at once. When many nodes need an image, the others wait for a free ' +
+      'holder and every node that finished serves the next: the image spreads as a tree instead of every node ' +
+      'reading the first source.',
+  }),
   ...tlsOptions,
   ...loggingOptions,
 };
@@ -174,6 +211,8 @@ const controllerParse: ParseOptions<typeof controllerOptions> = {
   description: 'Runs the tote controller: detects pods whose images are lost and salvages them from other nodes.',
   validate: (c) => {
     const problems = validateTls(c);
+    if ((c.agentSignerCertFile === undefined) !== (c.agentSignerKeyFile === undefined))
+      problems.push('--agent-signer-cert-file and --agent-signer-key-file: give both or neither');
     if (c.leaderElect && c.renewDeadlineMs >= c.leaseDurationMs)
       problems.push('--leader-elect-renew-deadline: must be shorter than --leader-elect-lease-duration');
     if (c.leaderElect && c.retryPeriodMs >= c.renewDeadlineMs)

@@ -4,3 +4,5 @@ export * from './common.ts';
 export * from './controller.ts';
 export * from './agent.ts';
 export * from './doctor.ts';
+export * from './plugin.ts';
+export * from './migrate.ts';

@@ -394,3 +394,33 @@ function showDefault(opt: Option<unknown>): string {
 export function processInput(skip = 2): { argv: string[]; env: Readonly<Record<string, string | undefined>> } {
   return { argv: process.argv.slice(skip), env: { ...process.env } };
 }
+
+/**
+ * Separates the words that are not flags (`why my-pod`) from the flags, for commands that take arguments, and spells
+ * short aliases out (`-n team` → `--namespace team`). A flag written without `=` that takes a value keeps the next
+ * word as its value, as parseConfig reads it.
+ */
+export function splitPositionals<D extends OptionTable>(
+  table: D,
+  argv: readonly string[],
+  aliases: Readonly<Record<string, string>> = {},
+): { positionals: string[]; flags: string[] } {
+  const valued = new Set(
+    Object.values(table)
+      .filter((o) => !o.isBoolean)
+      .map((o) => o.flag),
+  );
+  const positionals: string[] = [];
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = aliases[argv[i] as string] ?? (argv[i] as string);
+    if (!arg.startsWith('-')) {
+      positionals.push(arg);
+      continue;
+    }
+    flags.push(arg);
+    const takesNext = arg.startsWith('--') && !arg.includes('=') && valued.has(arg.slice(2));
+    if (takesNext && i + 1 < argv.length) flags.push(argv[++i] as string);
+  }
+  return { positionals, flags };
+}

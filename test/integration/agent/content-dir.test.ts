@@ -8,6 +8,10 @@ import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'n
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { RenewableTls } from '../../../src/agentapi/index.ts';
+import { startAgentServer } from '../../../src/agent/index.ts';
+import { containerdV2Binary } from '../../support/containerd-daemon.ts';
 import { hostPlatform, seedImage, sha256 } from '../../support/containerd-images.ts';
 import { buildImage } from '../../support/images.ts';
 import type { TestImage } from '../../support/images.ts';
@@ -118,3 +122,66 @@ describe('agent: content directory fallbacks', () => {
     assert.ok(existsSync(resumable), 'a recent one stays for its transfer to resume');
   });
 });
+
+describe('agent: blob files placed but never adopted (containerd 1.6 and 2.x)', () => {
+  for (const [version, binary] of [
+    ['1.6', undefined],
+    ['2.x', containerdV2Binary()],
+  ] as const) {
+    it(`containerd ${version}: a restarted agent has containerd sweep them; blobs in use and in other namespaces stay`, async () => {
+      const cluster = makeCluster();
+      try {
+        const node = await cluster.startNode(`unadopted-${version}`, binary ? { binary } : {});
+        const image = buildImage({ repository: 'sweep/kept', tag: '1', layers: [{ size: 30_000 }] });
+        await seedImage(node.containerd, image, { name: 'registry.test/sweep/kept:1' });
+        const moby = await ctrInNamespace(node, 'moby');
+        const blobs = join(node.daemon.root, 'io.containerd.content.v1.content', 'blobs', 'sha256');
+        // As the agent leaves a blob when it dies between placing the file and containerd's commit.
+        const orphan = Buffer.from(`placed by an import that died before the commit ${version}`);
+        const orphanPath = join(blobs, sha256(orphan).slice('sha256:'.length));
+        writeFileSync(orphanPath, orphan, { mode: 0o444 });
+        await node.agent.stop();
+
+        const restarted = await startAgentServer({
+          nodeName: node.name,
+          containerd: node.containerd,
+          tls: new RenewableTls(cluster.pki.issue({ kind: 'agent', node: node.name }, node.name)),
+          tokenPublicKey: cluster.keys.publicKeyPem,
+          listen: '127.0.0.1:0',
+          registry: new Registry(),
+          contentDir: join(node.daemon.root, 'io.containerd.content.v1.content'),
+        });
+        await restarted.stop();
+        assert.ok(!existsSync(orphanPath), 'the unadopted blob file is gone');
+        const p = image.platforms[0];
+        assert.ok(p);
+        for (const blob of [p.manifest, p.config, ...p.layers])
+          assert.ok(existsSync(join(blobs, blob.digest.slice('sha256:'.length))), `${blob.digest} of an image stays`);
+        assert.ok(existsSync(join(blobs, moby.slice('sha256:'.length))), 'a blob of another namespace stays');
+      } finally {
+        await cluster.stop();
+      }
+    });
+  }
+});
+
+/** Commits a small blob into another namespace with `ctr content ingest` and labels it as a GC root; its digest. */
+async function ctrInNamespace(node: TestNode, namespace: string): Promise<string> {
+  const bytes = Buffer.from(`kept by another namespace ${node.name}`);
+  const digest = sha256(bytes);
+  const ctr = (args: string[], input?: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const child = execFile(
+        node.daemon.ctr,
+        ['--address', node.daemon.socket, '--namespace', namespace, ...args],
+        (err) => (err ? reject(err) : resolve()),
+      );
+      if (input) child.stdin?.end(input);
+    });
+  await ctr(
+    ['content', 'ingest', '--expected-digest', digest, '--expected-size', String(bytes.length), `ingest-${node.name}`],
+    bytes,
+  );
+  await ctr(['content', 'label', digest, 'containerd.io/gc.root=kept']);
+  return digest;
+}

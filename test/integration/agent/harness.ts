@@ -7,7 +7,13 @@ import { createServer, connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { connectAgent, generateTransferKeys, identityUri, signTransferToken } from '../../../src/agentapi/index.ts';
+import {
+  connectAgent,
+  generateTransferKeys,
+  identityUri,
+  RenewableTls,
+  signTransferToken,
+} from '../../../src/agentapi/index.ts';
 import type { AgentClient, PeerIdentity, TlsMaterial } from '../../../src/agentapi/index.ts';
 import { startAgentServer } from '../../../src/agent/index.ts';
 import { tempDir } from '../../support/temp-dirs.ts';
@@ -133,7 +139,7 @@ export function makeCluster(): Cluster {
         agent = await startAgentServer({
           nodeName: name,
           containerd,
-          tls: pki.issue({ kind: 'agent', node: name }, name),
+          tls: new RenewableTls(pki.issue({ kind: 'agent', node: name }, name)),
           tokenPublicKey: keys.publicKeyPem,
           listen: '127.0.0.1:0',
           registry,

@@ -183,8 +183,11 @@ const anchorsOf = (markdown: string): Set<string> =>
     ),
   );
 
+/** resource: "type", "type/subresource", or "type#name" for one object. */
 async function canI(as: string, verb: string, resource: string, namespace?: string): Promise<boolean> {
-  const [type = '', subresource] = resource.split('/');
+  const [typeAndSub = '', name] = resource.split('#');
+  if (name !== undefined) return accessReview(as, verb, typeAndSub, name);
+  const [type = '', subresource] = typeAndSub.split('/');
   const args = ['auth', 'can-i', verb, type, `--as=${as}`];
   if (subresource) args.push(`--subresource=${subresource}`);
   args.push(namespace ? `--namespace=${namespace}` : '--all-namespaces');
@@ -192,6 +195,32 @@ async function canI(as: string, verb: string, resource: string, namespace?: stri
   // can-i exits 0 for yes, 1 for no; anything else (or other output) is a real error.
   assert.ok(result.stdout.trim() === 'yes' || result.stdout.trim() === 'no', `${args.join(' ')}: ${result.stderr}`);
   return result.stdout.trim() === 'yes';
+}
+
+/**
+ * A SubjectAccessReview for one named object of a cluster-scoped resource, asked of the authoriser directly: `kubectl
+ * auth can-i` cuts a name at its first slash, and signer names (tote.dev/agent) have one.
+ */
+async function accessReview(as: string, verb: string, type: string, name: string): Promise<boolean> {
+  const [resource = '', ...group] = type.split('.');
+  const namespace = /^system:serviceaccount:([^:]+):/.exec(as)?.[1];
+  const review = {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: {
+      user: as,
+      groups: [
+        'system:authenticated',
+        ...(namespace ? ['system:serviceaccounts', `system:serviceaccounts:${namespace}`] : []),
+      ],
+      resourceAttributes: { verb, group: group.join('.'), resource, name },
+    },
+  };
+  const result = await kubectl(cluster, ['create', '-o', 'jsonpath={.status.allowed}', '-f', '-'], {
+    input: JSON.stringify(review),
+  });
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout.trim() === 'true';
 }
 
 // ─── tests ───────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -476,15 +505,22 @@ describe('deployment manifests (config/)', () => {
       }
     });
 
-    it('the agent ServiceAccount has no cluster-wide binding and touches only Leases in tote-system', () => {
+    it('the agent ServiceAccount: Leases in tote-system, and cluster-wide only its certificate requests', () => {
       const boundTo = (o: K8sObject) =>
         ((o as unknown as { subjects?: { kind: string; name: string }[] }).subjects ?? []).some(
           (s) => s.kind === 'ServiceAccount' && s.name === 'tote-agent',
         );
-      assert.deepEqual(ofKind(all, 'ClusterRoleBinding').filter(boundTo), []);
+      const roleOf = (binding: K8sObject) =>
+        (binding as unknown as { roleRef: { kind: string; name: string } }).roleRef;
+      const clusterBindings = ofKind(all, 'ClusterRoleBinding').filter(boundTo);
+      assert.equal(clusterBindings.length, 1);
+      const certificateRole = named(all, 'ClusterRole', roleOf(clusterBindings[0] as K8sObject).name);
+      assert.deepEqual(rulesOf(certificateRole), [
+        { apiGroups: ['certificates.k8s.io'], resources: ['certificatesigningrequests'], verbs: ['create', 'get'] },
+      ]);
       const bindings = ofKind(all, 'RoleBinding').filter(boundTo);
       assert.equal(bindings.length, 1);
-      const roleRef = (bindings[0] as unknown as { roleRef: { kind: string; name: string } }).roleRef;
+      const roleRef = roleOf(bindings[0] as K8sObject);
       assert.equal(roleRef.kind, 'Role');
       const role = named(all, 'Role', roleRef.name);
       assert.equal(role.metadata.namespace, systemNamespace);
@@ -538,6 +574,11 @@ describe('deployment manifests (config/)', () => {
         ['patch', 'events.events.k8s.io'],
         ['update', 'leases.coordination.k8s.io', systemNamespace],
         ['watch', 'leases.coordination.k8s.io', systemNamespace],
+        ['watch', 'certificatesigningrequests.certificates.k8s.io'],
+        ['update', 'certificatesigningrequests.certificates.k8s.io/approval'],
+        ['update', 'certificatesigningrequests.certificates.k8s.io/status'],
+        ['approve', 'signers.certificates.k8s.io#tote.dev/agent'],
+        ['sign', 'signers.certificates.k8s.io#tote.dev/agent'],
       ];
       const controllerMayNot: [string, string, string?][] = [
         ['list', 'secrets'],
@@ -552,11 +593,17 @@ describe('deployment manifests (config/)', () => {
         ['update', 'nodes'],
         ['list', 'replicasets.apps'],
         ['update', 'deployments.apps'],
+        // The signer tote.dev/agent only: no kubelet or API-server client certificates.
+        ['approve', 'signers.certificates.k8s.io#kubernetes.io/kube-apiserver-client'],
+        ['sign', 'signers.certificates.k8s.io#kubernetes.io/kubelet-serving'],
+        ['delete', 'certificatesigningrequests.certificates.k8s.io'],
       ];
       const agentMay: [string, string, string?][] = [
         ['create', 'leases.coordination.k8s.io', systemNamespace],
         ['update', 'leases.coordination.k8s.io', systemNamespace],
         ['delete', 'leases.coordination.k8s.io', systemNamespace],
+        ['create', 'certificatesigningrequests.certificates.k8s.io'],
+        ['get', 'certificatesigningrequests.certificates.k8s.io'],
       ];
       const agentMayNot: [string, string, string?][] = [
         ['get', 'pods'],
@@ -565,6 +612,11 @@ describe('deployment manifests (config/)', () => {
         ['list', 'leases.coordination.k8s.io', systemNamespace],
         ['create', 'leases.coordination.k8s.io', 'default'],
         ['get', 'salvagerecords.tote.dev'],
+        ['list', 'certificatesigningrequests.certificates.k8s.io'],
+        ['update', 'certificatesigningrequests.certificates.k8s.io/approval'],
+        ['update', 'certificatesigningrequests.certificates.k8s.io/status'],
+        ['approve', 'signers.certificates.k8s.io#tote.dev/agent'],
+        ['sign', 'signers.certificates.k8s.io#tote.dev/agent'],
       ];
 
       it('the controller may make each call it needs', async () => {
@@ -735,11 +787,14 @@ describe('deployment manifests (config/)', () => {
       const keys = Object.fromEntries(objects.map((s) => [`${s.kind}/${s.metadata.name}`, Object.keys(s.data).sort()]));
       assert.deepEqual(keys, {
         'Secret/tote-controller-tls': ['ca.crt', 'tls.crt', 'tls.key'],
+        'Secret/tote-ca': ['ca.crt', 'tls.crt', 'tls.key'],
+        'ConfigMap/tote-ca': ['ca.crt'],
+        // --nodes: static agent certificates too, for a cluster without the signer.
         'Secret/tote-agent-tls': ['ca.crt', 'node-a.crt', 'node-a.key', 'node-b.crt', 'node-b.key'],
         'Secret/tote-transfer-signing': ['private.pem'],
         'ConfigMap/tote-transfer-verify': ['public.pem'],
       });
-      const verify = objects.find((o) => o.kind === 'ConfigMap')?.data['public.pem'] ?? '';
+      const verify = objects.find((o) => o.metadata.name === 'tote-transfer-verify')?.data['public.pem'] ?? '';
       assert.equal(verify, read('signing/public.pem').toString(), 'the ConfigMap holds the public key as written');
     });
   });

@@ -2,6 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Lease } from '@kubernetes/client-node';
 import { agentAddressAnnotation, agentLeaseLabels } from '../../../src/api/index.ts';
+import { RenewableTls } from '../../../src/agentapi/index.ts';
+import type { TlsMaterial } from '../../../src/agentapi/index.ts';
 import type { AgentClient, AgentClientOptions, AgentImage, ImportResponse } from '../../../src/agentapi/index.ts';
 import { AgentDirectory } from '../../../src/controller/agents/agents.ts';
 import type { AgentDirectoryOptions } from '../../../src/controller/agents/agents.ts';
@@ -30,6 +32,8 @@ function deferred<T>(): Deferred<T> {
 interface FakeChannel {
   node: string;
   address: string;
+  /** The certificate the channel was opened with. */
+  tls: TlsMaterial;
   closed: boolean;
   lists: { digests: readonly string[]; answer: Deferred<AgentImage[]> }[];
   finds: { references: readonly string[]; answer: Deferred<AgentImage[]> }[];
@@ -56,6 +60,7 @@ function fakeConnect(channels: FakeChannel[]) {
     const channel: FakeChannel = {
       node,
       address: options.address,
+      tls: options.tls,
       closed: false,
       lists: [],
       finds: [],
@@ -112,6 +117,7 @@ function lease(node: string, clock: ManualClock, address = `10.0.0.${node.length
 
 function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
   const clock = new ManualClock();
+  const tls = new RenewableTls({ ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) });
   const channels: FakeChannel[] = [];
   const leases = nodes.map((n) => lease(n, clock));
   const source = { revision: 0, listed: 0 };
@@ -125,14 +131,14 @@ function setup(nodes: string[], options: Partial<AgentDirectoryOptions> = {}) {
         return source.revision;
       },
     },
-    tls: { ca: Buffer.alloc(0), cert: Buffer.alloc(0), key: Buffer.alloc(0) },
+    tls,
     clock,
     connect: fakeConnect(channels),
     ...options,
   });
   const open = () => channels.filter((c) => !c.closed);
   const lists = () => channels.flatMap((c) => c.lists);
-  return { clock, channels, directory, leases, source, open, lists };
+  return { clock, channels, directory, leases, source, open, lists, tls };
 }
 
 describe('agent directory', () => {
@@ -362,6 +368,27 @@ describe('agent directory', () => {
     channels[1]?.lists[0]?.answer.resolve([]);
     await answer;
     assert.equal(directory.load().channelsOpen, 1);
+  });
+});
+
+describe('agent directory: a renewed controller certificate', () => {
+  it('reaches agents on new channels; a channel with a call running keeps the old one until the call ends', async () => {
+    const { clock, directory, channels, tls, lists } = setup(['node-a']);
+    const client = directory.client('node-a');
+    assert.ok(client);
+    const importing = client.import({ digest, sourceAddress: 'x', sourceNode: 'node-b', token: 't' });
+    await settle();
+    tls.replace({ ca: Buffer.from('ca'), cert: Buffer.from('renewed'), key: Buffer.from('key') });
+    const answer = directory.image('node-a', digest);
+    await clock.advance(5);
+    assert.equal(channels.length, 2, 'a new channel for the renewed certificate');
+    assert.equal(channels[1]?.tls.cert.toString(), 'renewed');
+    assert.equal(channels[0]?.closed, false, 'the running import keeps its channel');
+    lists()[0]?.answer.resolve([]);
+    await answer;
+    channels[0]?.imports[0]?.resolve({} as ImportResponse);
+    await importing;
+    assert.equal(channels[0]?.closed, true, 'and it closes when the import ends');
   });
 });
 

@@ -183,6 +183,40 @@ describe('decide: locating', () => {
     assert.equal(d.requeueAfterMs, 5000);
   });
 
+  it('every holder already serving this image → waits in Locating for one to be free (fan-out as a tree)', () => {
+    const busy = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 1 },
+    ];
+    const d = decide(locating, observation({ candidates: busy, transferSlotFree: true }));
+    assert.equal(d.status?.phase, 'Locating');
+    assert.deepEqual(types(d.actions), []);
+    assert.match(d.status?.message ?? '', /waiting for a free source: every node holding .* \(node-a, node-c\)/);
+    assert.equal(d.requeueAfterMs, 1000);
+  });
+
+  it('takes the least busy holder: a node that has just received the image serves the next one', () => {
+    const candidates = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 0 },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }), {
+      ...defaultMachineSettings,
+      transfersPerSource: 2,
+    });
+    assert.equal(d.status?.phase, 'Transferring');
+    assert.equal(d.status?.sourceNode, 'node-c');
+  });
+
+  it('among equally busy holders, a node that has just received the image serves before the first source', () => {
+    const candidates = [
+      { node: 'node-a', serving: 0 },
+      { node: 'node-c', serving: 0, received: true },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }));
+    assert.equal(d.status?.sourceNode, 'node-c');
+  });
+
   it('the image already complete on the target → straight to Restarting', () => {
     const d = decide(locating, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
     assert.equal(d.status?.phase, 'Restarting');
@@ -722,5 +756,112 @@ describe('decide: a protective copy (purpose Protect), no pod waiting', () => {
     };
     const d = decide(protect({ phase: 'Restarting', digest }), noPods({ policy: policy({ backup }) }));
     assert.equal(d.status?.phase, 'Pushing');
+  });
+});
+
+describe('decide: kstatus conditions for Flux, Argo CD and kubectl wait', () => {
+  const conditionsOf = (d: ReturnType<typeof decide>) =>
+    Object.fromEntries((d.status?.conditions ?? []).map((c) => [c.type, c]));
+  const stalled = {
+    type: 'Stalled',
+    status: 'True',
+    reason: 'Old',
+    message: 'old',
+    lastTransitionTime: now.toISOString(),
+  };
+  const reconciling = { ...stalled, type: 'Reconciling' };
+  const cases: {
+    name: string;
+    decision: () => ReturnType<typeof decide>;
+    ready: string;
+    reconciling: boolean;
+    stalled: boolean;
+  }[] = [
+    {
+      name: 'Pending → Resolving',
+      decision: () => decide(record(), observation()),
+      ready: 'False',
+      reconciling: true,
+      stalled: false,
+    },
+    {
+      name: 'Locating → Transferring',
+      decision: () =>
+        decide(
+          record({ phase: 'Locating', digest }),
+          observation({ candidates: [{ node: 'node-a' }], imageBytes: 1000, transferSlotFree: true }),
+        ),
+      ready: 'False',
+      reconciling: true,
+      stalled: false,
+    },
+    {
+      name: 'Restarting → Completed',
+      decision: () => decide(at('Restarting', { conditions: [reconciling] }), observation()),
+      ready: 'True',
+      reconciling: false,
+      stalled: false,
+    },
+    {
+      name: 'Transferring → Failed',
+      decision: () =>
+        decide(
+          at('Transferring', { conditions: [reconciling] }),
+          observation({
+            transfer: transfer({ state: 'failed', error: { retryable: false, reason: 'PlanTooLarge', message: 'no' } }),
+          }),
+        ),
+      ready: 'False',
+      reconciling: false,
+      stalled: true,
+    },
+    {
+      name: 'Locating → NotActionable',
+      decision: () => decide(record({ phase: 'Locating', digest }), observation({ candidates: [] })),
+      ready: 'False',
+      reconciling: false,
+      stalled: true,
+    },
+    {
+      name: 'Locating → Skipped (DetectOnly)',
+      decision: () =>
+        decide(
+          record({ phase: 'Locating', digest }),
+          observation({ policy: policy({ mode: 'DetectOnly' }), candidates: [{ node: 'node-a' }] }),
+        ),
+      ready: 'False',
+      reconciling: false,
+      stalled: true,
+    },
+    {
+      name: 'a Stalled Failed record reopened → Reconciling again, no longer Stalled',
+      decision: () =>
+        decide(
+          at('Failed', {
+            conditions: [stalled],
+            completedAt: new Date(now.getTime() - defaultMachineSettings.reopenAfterMs).toISOString(),
+            pods: [],
+          }),
+          observation(),
+        ),
+      ready: 'False',
+      reconciling: true,
+      stalled: false,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const conditions = conditionsOf(c.decision());
+      assert.equal(conditions.Ready?.status, c.ready);
+      assert.equal(conditions.Reconciling?.status, c.reconciling ? 'True' : undefined);
+      assert.equal(conditions.Stalled?.status, c.stalled ? 'True' : undefined);
+      for (const cond of Object.values(conditions)) assert.equal(cond.observedGeneration, 1, `${cond.type}`);
+    });
+  }
+
+  it('Reconciling and Stalled carry the reason of the transition', () => {
+    const d = decide(record({ phase: 'Locating', digest }), observation({ candidates: [] }));
+    assert.equal(conditionsOf(d).Stalled?.reason, conditionsOf(d).Ready?.reason);
+    assert.equal(conditionsOf(decide(record(), observation())).Reconciling?.reason, 'Detected');
   });
 });

@@ -46,6 +46,7 @@ function slotsTaken(start: SalvageRecord) {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
       holderHints: () => [],
       client: () => undefined,
+      receivedBy: () => new Set<string>(),
       fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
       image: async () => undefined,
       imageEverywhere: async (asked: string[]) => ({
