@@ -1,7 +1,8 @@
 // Protection (SalvagePolicy spec.protection) on real kubelets (test/support/real-cluster.ts): a pinned protective copy
-// survives the kubelet's own image garbage collection while an unpinned unused image is collected; and `kubectl drain`
-// of the node holding the last copy of a Deployment's image leaves the Deployment running on the other nodes. Every
-// check uses a tool independent of tote: kubectl, and the node's own ctr.
+// survives the kubelet's own image garbage collection while an unpinned unused image is collected; and the node holding
+// the last copy of a Deployment's image cordoned, then `kubectl drain`ed, leaves the Deployment running on the other
+// nodes without its pod ever waiting for the image. Every check uses a tool independent of tote: kubectl, and the
+// node's own ctr.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -87,12 +88,22 @@ describe('protection on real kubelets', () => {
     );
   });
 
-  it('kubectl drain of the node with the last copy: the Deployment runs on the other nodes, the records tell why', async (t) => {
+  it('cordon, then kubectl drain of the node with the last copy: the Deployment runs on the other nodes, never stuck', async (t) => {
     const ns = await testNamespace(env, t);
-    await scopedPolicy(env, ns, { protection: { minCopies: 1 } }, t);
+    await scopedPolicy(env, ns, { protection: { minCopies: 2 } }, t);
     const image = await lostImage(env, sleeper(`drain/app-${ns.name}`), ['node-a']);
     const ref = image.reference(env.sourceRegistry);
-    // On node-a by preference only, so the drained pod may run anywhere else.
+    const digest = image.target.digest;
+    // The pod starts on node-a (the other nodes are tainted until it runs), yet may move anywhere afterwards.
+    const taint = 'tote.dev/story=drain:NoSchedule';
+    const untaint = async () => {
+      for (const node of ['node-b', 'node-c']) await kubectl(env, ['taint', 'node', node, `${taint}-`]);
+    };
+    t.after(untaint);
+    for (const node of ['node-b', 'node-c']) {
+      const tainted = await kubectl(env, ['taint', 'node', node, taint, '--overwrite']);
+      assert.equal(tainted.code, 0, tainted.stderr);
+    }
     await apply(env, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -103,18 +114,6 @@ describe('protection on real kubelets', () => {
         template: {
           metadata: { labels: { app: 'app' } },
           spec: {
-            affinity: {
-              nodeAffinity: {
-                preferredDuringSchedulingIgnoredDuringExecution: [
-                  {
-                    weight: 100,
-                    preference: {
-                      matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['node-a'] }],
-                    },
-                  },
-                ],
-              },
-            },
             terminationGracePeriodSeconds: 1,
             containers: [{ name: 'app', image: ref, imagePullPolicy: 'IfNotPresent' }],
           },
@@ -123,27 +122,49 @@ describe('protection on real kubelets', () => {
     });
     const [before] = await waitForRunningPods(env, ns.name, 'app', 1);
     assert.equal(before?.spec?.nodeName, 'node-a');
+    await untaint();
 
+    // Two copies wanted: node-a's is replicated at once (Endangered). Cordoning node-a stops its copy counting: the
+    // next copy is an Evacuation, from the cordoned node or the new holder, before anything is evicted.
     t.after(async () => {
       await kubectl(env, ['uncordon', 'node-a']);
     });
-    const drained = await kubectl(env, ['drain', 'node-a', '--ignore-daemonsets', '--timeout=120s']);
-    assert.equal(drained.code, 0, drained.stderr);
-
-    const [after] = await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 180_000 });
-    const node = (after as V1Pod).spec?.nodeName ?? '';
-    assert.notEqual(node, 'node-a');
-    const [evacuation] = await waitForRecords(
+    const cordoned = await kubectl(env, ['cordon', 'node-a']);
+    assert.equal(cordoned.code, 0, cordoned.stderr);
+    // Two copies on the staying nodes, at least one of them made because node-a is leaving.
+    const copies = await waitForRecords(
       env,
       ns.name,
-      1,
-      (r) => r.spec.reason === 'Evacuation' && r.status?.phase === 'Completed',
+      2,
+      (r) => r.spec.purpose === 'Protect' && r.status?.phase === 'Completed',
       { timeoutMs: 180_000 },
     );
-    assert.ok(evacuation);
-    assert.equal(evacuation.status?.sourceNode, 'node-a', 'the cordoned node served as the source');
-    assert.ok((await nodeImageDigests(env, evacuation.spec.targetNode)).has(image.target.digest));
-    assert.ok((await nodeImageDigests(env, node)).has(image.target.digest), `ctr on ${node} lists the image`);
+    const evacuation = copies.find((r) => r.spec.reason === 'Evacuation');
+    assert.ok(evacuation, copies.map((r) => `${r.spec.reason} → ${r.spec.targetNode}`).join(', '));
+    assert.deepEqual(copies.map((r) => r.spec.targetNode).sort(), ['node-b', 'node-c']);
+    for (const node of ['node-b', 'node-c'])
+      assert.ok((await nodeImageDigests(env, node)).has(digest), `ctr on ${node} lists the image`);
+
+    const drained = await kubectl(env, ['drain', 'node-a', '--ignore-daemonsets', '--timeout=120s']);
+    assert.equal(drained.code, 0, drained.stderr);
+    const [after] = await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 180_000 });
+    assert.notEqual((after as V1Pod).spec?.nodeName, 'node-a');
+    const records = await kubectl(env, [
+      'get',
+      'svr',
+      '-n',
+      ns.name,
+      '-o',
+      'jsonpath={range .items[*]}{.spec.purpose}/{.spec.reason}{"\\n"}{end}',
+    ]);
+    // Only protective records: the pod never waited for its image, so no rescue was needed.
+    const kinds = records.stdout.trim().split('\n');
+    assert.ok(kinds.includes('Protect/Evacuation'), records.stdout);
+    assert.deepEqual(
+      kinds.filter((k) => !k.startsWith('Protect/')),
+      [],
+      records.stdout,
+    );
     const describe = await kubectl(env, ['describe', 'svr', '-n', ns.name, evacuation.metadata?.name ?? '']);
     assert.match(describe.stdout, /a node holding it is leaving the cluster/);
   });
