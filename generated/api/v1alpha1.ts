@@ -46,6 +46,7 @@ export interface SalvagePolicySpec {
   backup?: SalvagePolicyBackup;
   tagResolution?: SalvagePolicyTagResolution;
   actions?: SalvagePolicyActions;
+  protection?: SalvagePolicyProtection;
   /**
    * How long a finished SalvageRecord (Completed, Failed, NotActionable or Skipped) is kept before the cleaner deletes it, as a duration (e.g. 168h). Defaults to 168h (7 days).
    */
@@ -160,6 +161,40 @@ export interface SalvagePolicyActions {
   cleanCorrupt?: boolean;
 }
 /**
+ * Protect images before anything gets stuck. An image is endangered when a pod this policy selects runs it, no registry serves its digest any more, and fewer than minCopies nodes that are not leaving the cluster hold a complete copy. tote then opens a SalvageRecord (purpose Protect) per extra copy it makes, copying the image to other nodes of the same platform, spread over zones; a node cordoned or tainted for removal still serves as a source, and its copy no longer counts. Absent means off: tote only rescues pods after they are stuck.
+ */
+export interface SalvagePolicyProtection {
+  /**
+   * How many nodes (not cordoned, not tainted for removal) should hold a complete copy of an endangered image. 1 only evacuates copies off leaving nodes; 2 or more also replicates.
+   */
+  minCopies: number;
+  /**
+   * Copy endangered images off a node that is cordoned, tainted for removal (ToBeDeletedByClusterAutoscaler, karpenter.sh/disrupted, karpenter.sh/disruption, node.kubernetes.io/unschedulable) or deleted, ahead of every other transfer. When false such a node's copy still counts towards minCopies. Defaults to true.
+   */
+  evacuateOnDrain?: boolean;
+  /**
+   * Label the image records of endangered images io.cri-containerd.pinned=pinned on the nodes that hold them, so the kubelet's image garbage collection skips them; tote removes only the pins it set, once the image is safe again. Honoured from containerd 1.6.26, 1.7.10 and 2.0. Defaults to true.
+   */
+  pin?: boolean;
+  /**
+   * How long the answer "does the registry still serve this digest" is trusted before tote asks again, as a duration. Defaults to 10m; at least 30s, at most 24h.
+   */
+  registryCheckInterval?: string;
+  /**
+   * A Secret of type kubernetes.io/dockerconfigjson with credentials for the images' registries, used to ask whether they still serve a digest. Absent means anonymous access.
+   */
+  registryCredentialsSecretRef?: {
+    /**
+     * Namespace of the Secret: tote's own (tote-system). tote reads Secrets nowhere else; a policy naming another namespace is not Ready (SecretOutOfScope).
+     */
+    namespace: string;
+    /**
+     * Name of the Secret.
+     */
+    name: string;
+  };
+}
+/**
  * Where to announce incidents besides Events and metrics.
  */
 export interface SalvagePolicyNotifications {
@@ -214,6 +249,7 @@ export interface SalvagePolicyStatus {
    * @maxItems 16
    */
   conditions?: Condition[];
+  protectionSurvey?: SalvagePolicyProtectionSurvey;
   counters?: SalvagePolicyCounters;
 }
 /**
@@ -244,6 +280,23 @@ export interface Condition {
    * A human readable explanation of the last transition.
    */
   message: string;
+}
+/**
+ * What the last survey of spec.protection found (absent without spec.protection): the images this policy's pods run, how many of them are endangered (no registry serves them and fewer than minCopies staying nodes hold them) and how many are lost (no complete copy anywhere).
+ */
+export interface SalvagePolicyProtectionSurvey {
+  /**
+   * Distinct image digests the policy's pods run.
+   */
+  imagesInUse?: number;
+  /**
+   * Images with fewer complete copies on staying nodes than minCopies, no registry serving them.
+   */
+  endangeredImages?: number;
+  /**
+   * Images no registry serves and no node holds completely.
+   */
+  lostImages?: number;
 }
 /**
  * Tallies of this policy's SalvageRecords as they stand (records pruned by TTL drop out).
@@ -316,6 +369,10 @@ export interface SalvageRecordSpec {
    */
   targetNode: string;
   /**
+   * Rescue: a pod is stuck and needs the image on its node. Protect: no pod is stuck yet; tote copies an endangered image (see SalvagePolicy spec.protection) so the incident never happens. Defaults to Rescue.
+   */
+  purpose?: 'Rescue' | 'Protect';
+  /**
    * tote 0.x: the pod its record was made for. Kept so that records written by tote 0.x stay readable after the upgrade (the API server would otherwise drop the field); tote never sets it: podRef replaced it (docs/migrating.md).
    */
   podName?: string;
@@ -324,9 +381,9 @@ export interface SalvageRecordSpec {
    */
   sourceNode?: string;
   /**
-   * What was seen: ErrImagePull or ImagePullBackOff (the image cannot be pulled), CreateContainerError (the node's image record exists but its content is missing), or Manual (a user asked for the transfer).
+   * What was seen: ErrImagePull or ImagePullBackOff (the image cannot be pulled), CreateContainerError (the node's image record exists but its content is missing), Manual (a user asked for the transfer), Endangered (too few nodes hold an image no registry serves: a protective copy) or Evacuation (the node holding a copy is leaving the cluster: a copy elsewhere, ahead of every other transfer).
    */
-  reason?: 'ErrImagePull' | 'ImagePullBackOff' | 'CreateContainerError' | 'Manual';
+  reason?: 'ErrImagePull' | 'ImagePullBackOff' | 'CreateContainerError' | 'Manual' | 'Endangered' | 'Evacuation';
 }
 /**
  * The SalvagePolicy that governs this record: its limits, backup target and credentials. It must select the record's namespace and image, or the record ends NotActionable (PolicyNotInScope). Absent on a hand-made record means the highest-priority policy that selects its namespace and image, or tote's defaults when none does.

@@ -6,6 +6,7 @@ import { ToteError } from '../api/errors.ts';
 import type { Containerd, ImageRecord } from '../containerd/index.ts';
 import { criManagedLabel, criManagedValue, criPinnedLabel, criPinnedValue } from '../containerd/index.ts';
 import { parseReference } from '../registry/reference.ts';
+import { pinnedUntil } from './pins.ts';
 import { isIndexType, maxDocumentBytes, parseIndex, planImage } from './oci.ts';
 import type { ImagePlan, OciDescriptor, Platform } from './oci.ts';
 
@@ -20,6 +21,8 @@ export interface NodeImage {
   readonly configDigest: string;
   readonly managed: boolean;
   readonly pinned: boolean;
+  /** Unix seconds until which tote's pin holds (pins.ts); 0 when tote has not pinned the image. */
+  readonly pinnedUntil: number;
   /** Manifest and config present but layers missing: the signature of discard_unpacked_layers. */
   readonly layersDiscarded: boolean;
 }
@@ -129,6 +132,7 @@ export async function describeImage(
     mediaType: root.mediaType,
     managed: records.some((r) => r.labels[criManagedLabel] === criManagedValue),
     pinned: records.some((r) => r.labels[criPinnedLabel] === criPinnedValue),
+    pinnedUntil: pinnedUntil(records),
   };
   let platforms: Platform[] = [];
   let plan: ImagePlan;

@@ -27,7 +27,7 @@ const errorKinds: ErrorKind[] = [
   'unauthorized',
   'integrity',
 ];
-const operations = ['import', 'read_blob', 'describe_plan', 'push', 'remove', 'list', 'sweep'];
+const operations = ['import', 'read_blob', 'describe_plan', 'push', 'remove', 'pin', 'list', 'sweep'];
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
   const registers = [registry];

@@ -31,6 +31,7 @@ import { connectSource, importHandlers } from './rpc/import.ts';
 import { inventoryHandlers } from './rpc/inventory.ts';
 import { pushRemoveHandlers } from './rpc/push-remove.ts';
 import { countError } from './rpc/state.ts';
+import { sweepLapsedPins } from './pins.ts';
 import type { AgentState } from './rpc/state.ts';
 
 export { agentVersion } from './rpc/inventory.ts';
@@ -64,6 +65,8 @@ export interface AgentServerOptions {
   readonly contentDir?: string;
   /** How often staging files older than the lease lifetime are swept; default a tenth of that lifetime. */
   readonly stagingSweepMs?: number;
+  /** How often pins tote set and nobody renewed are removed (pins.ts); default 1 min. */
+  readonly pinSweepMs?: number;
   /** Told once when the content directory stops being used (not containerd's, or a disk error), with why. */
   readonly onContentDirDisabled?: (reason: string) => void;
 }
@@ -103,6 +106,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const port = listener.port;
   const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
   const sweeper = state.contentDir?.sweepStaging(state.leaseTtlMs, options.stagingSweepMs ?? state.leaseTtlMs / 10);
+  const pinSweeper = sweepPinsEvery(state, options.pinSweepMs ?? 60_000);
   let healthServer: Server | undefined;
   let healthAddress: string | undefined;
   if (options.healthListen !== undefined) {
@@ -119,6 +123,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     metrics: state.metrics,
     stop: async () => {
       sweeper?.stop();
+      clearInterval(pinSweeper);
       for (const a of state.running) a.abort();
       await Promise.all([
         listener.close(2_000),
@@ -180,4 +185,15 @@ function bind(server: Server, address: string, creds: ServerCredentials): Promis
         : resolve(port),
     ),
   );
+}
+
+/** Removes lapsed pins on a timer; a failed sweep is counted like any failed operation and tried again next time. */
+function sweepPinsEvery(state: AgentState, everyMs: number): ReturnType<typeof setInterval> {
+  const timer = setInterval(() => {
+    sweepLapsedPins(state.containerd, Math.floor(Date.now() / 1000)).catch((err: unknown) =>
+      countError(state, 'pin', err),
+    );
+  }, everyMs);
+  timer.unref();
+  return timer;
 }

@@ -17,6 +17,7 @@ import type {
   ImportResponse,
   Platform,
   PushImageResponse,
+  PinImageResponse,
   RemoveImageResponse,
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';
@@ -116,6 +117,8 @@ export interface AgentClient {
     args: { digest: string; verifyBlobs?: boolean },
     options?: AgentCallOptions,
   ): Promise<RemoveImageResponse>;
+  /** Pins the image's records until `until` (a Date), or removes tote's pins with `until` undefined. */
+  pinImage(args: { digest: string; until?: Date }, options?: AgentCallOptions): Promise<PinImageResponse>;
   /** Default deadline 1 h. */
   pushImage(args: PushArgs, options?: StreamCallOptions<PushImageResponse>): Promise<PushImageResponse>;
   close(): void;
@@ -232,6 +235,13 @@ export function connectAgent(options: AgentClientOptions): AgentClient {
         `RemoveImage ${args.digest}`,
         client.removeImage.bind(client),
         { digest: args.digest, verifyBlobs: args.verifyBlobs ?? false },
+        o,
+      ),
+    pinImage: (args, o) =>
+      unary(
+        `PinImage ${args.digest}`,
+        client.pinImage.bind(client),
+        { digest: args.digest, until: args.until ? Math.floor(args.until.getTime() / 1000) : 0 },
         o,
       ),
     pushImage: (args, o) => {

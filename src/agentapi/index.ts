@@ -16,6 +16,7 @@ export type {
   ImportResponse,
   Platform,
   PushImageResponse,
+  PinImageResponse,
   RemoveImageResponse,
   ResolveTagResponse,
 } from '../../generated/proto/tote/agent/v1/agent.ts';

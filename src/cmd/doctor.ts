@@ -128,13 +128,17 @@ async function checkAgents(c: DoctorContext): Promise<CheckRow[]> {
       try {
         const info = await client.getNodeInfo();
         const version = `containerd ${info.containerdVersion}`;
-        if (info.layersDiscarded) {
-          return {
-            check,
-            verdict: 'warn',
-            detail: `${version}: some images lack layers (discard_unpacked_layers?); those cannot be a source`,
-          };
-        }
+        const warnings = [
+          ...(info.layersDiscarded
+            ? ['some images lack layers (discard_unpacked_layers?); those cannot be a source']
+            : []),
+          ...(info.pinsHonoured
+            ? []
+            : [
+                'ignores pins set outside CRI (honoured from 1.6.26, 1.7.10, 2.0); policy spec.protection relies on copies here',
+              ]),
+        ];
+        if (warnings.length > 0) return { check, verdict: 'warn', detail: `${version}: ${warnings.join('; ')}` };
         return { check, verdict: 'ok', detail: `${version} at ${agent.address}` };
       } catch (err) {
         return {

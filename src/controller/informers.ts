@@ -14,13 +14,14 @@ import { createInformer, enqueueHandler } from '../runtime/informer.ts';
 import type { InformerOptions } from '../runtime/informer.ts';
 import { objectKey, resources } from '../runtime/kube.ts';
 import type { KubeClient } from '../runtime/kube.ts';
-import { trimNode, trimPod } from '../runtime/trim.ts';
+import { trimNode, trimPod, trimWorkload } from '../runtime/trim.ts';
 import type { WorkQueue } from '../runtime/workqueue.ts';
 import { Indexes } from './context.ts';
-import type { Caches, ControllerContext } from './context.ts';
+import type { Caches, ControllerContext, Workload } from './context.ts';
 import { detectStuckContainers } from './pod/detection.ts';
+import { leavingReason } from './protection/leaving-nodes.ts';
 
-export type Queues = { pods: WorkQueue; records: WorkQueue; policies: WorkQueue };
+export type Queues = { pods: WorkQueue; records: WorkQueue; policies: WorkQueue; protection: WorkQueue };
 
 /** One informer per kind the reconcilers read, with the indexes they look things up by. */
 export function createCaches(
@@ -35,6 +36,12 @@ export function createCaches(
       indexers: { [Indexes.podsByNode]: (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []) },
     }),
     nodes: createInformer<V1Node>(kube, resources.nodes, { ...informerOptions, transform: trimNode }),
+    deployments: createInformer<Workload>(kube, resources.deployments, { ...informerOptions, transform: trimWorkload }),
+    statefulSets: createInformer<Workload>(kube, resources.statefulSets, {
+      ...informerOptions,
+      transform: trimWorkload,
+    }),
+    daemonSets: createInformer<Workload>(kube, resources.daemonSets, { ...informerOptions, transform: trimWorkload }),
     namespaces: createInformer<V1Namespace>(kube, resources.namespaces, informerOptions),
     policies: createInformer<SalvagePolicy & KubernetesObject>(kube, SalvagePolicyResource, informerOptions),
     records: createInformer<SalvageRecord & KubernetesObject>(kube, SalvageRecordResource, {
@@ -64,12 +71,38 @@ export function wireHandlers(
     if (watched(pod.metadata?.namespace) && detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
   };
   caches.pods.addEventHandler({ add: enqueueStuckPod, update: (_old, pod) => enqueueStuckPod(pod) });
+  // A pod that started running an image is a new image in use for the protecting policies: survey them soon (after a
+  // short delay, so a rollout of many pods makes one survey).
+  const protectingPoliciesSoon = () => {
+    for (const p of caches.policies.list())
+      if (p.spec.protection) queues.protection.addAfter(p.metadata?.name ?? '', protectionSettleMs);
+  };
+  caches.pods.addEventHandler({
+    add: (pod) => {
+      if (imageIds(pod) !== '') protectingPoliciesSoon();
+    },
+    update: (old, pod) => {
+      if (imageIds(old) !== imageIds(pod)) protectingPoliciesSoon();
+    },
+  });
+  // A workload whose pod template names other images (a rollout, a new workload) may want an image no pod runs yet.
+  for (const workloads of [caches.deployments, caches.statefulSets, caches.daemonSets]) {
+    workloads.addEventHandler({
+      add: protectingPoliciesSoon,
+      update: (old, w) => {
+        if (templateImages(old) !== templateImages(w)) protectingPoliciesSoon();
+      },
+    });
+  }
 
   caches.records.addEventHandler(
     enqueueHandler<SalvageRecord & KubernetesObject>(
       (key) => queues.records.add(key),
       (r) => {
         if (r.spec.policyRef?.name) c.enqueuePolicy(r.spec.policyRef.name);
+        // A protective copy that finished (or failed) changes the count of copies: survey its policy again.
+        if (r.spec.purpose === 'Protect' && r.spec.policyRef?.name && isFinalPhase(r.status?.phase))
+          queues.protection.add(r.spec.policyRef.name);
         return [objectKey(r)];
       },
     ),
@@ -83,6 +116,7 @@ export function wireHandlers(
       (name) => queues.policies.add(name),
       (p) => {
         stuckPodsEverywhere();
+        queues.protection.add(p.metadata?.name ?? '');
         return [p.metadata?.name ?? ''];
       },
     ),
@@ -103,9 +137,20 @@ export function wireHandlers(
       if (!isFinalPhase(r.status?.phase)) queues.records.add(objectKey(r));
     }
   };
+  // A node starting to leave (cordon, removal taint) or gone changes which copies count: every protecting policy
+  // surveys at once, so evacuation starts before the drain ends.
+  const protectingPolicies = () => {
+    for (const p of caches.policies.list()) if (p.spec.protection) queues.protection.add(p.metadata?.name ?? '');
+  };
   caches.nodes.addEventHandler({
     add: (n) => activeRecordsOn(n.metadata?.name ?? ''),
-    delete: (n) => activeRecordsOn(n.metadata?.name ?? ''),
+    update: (old, n) => {
+      if (leavingReason(old) !== leavingReason(n)) protectingPolicies();
+    },
+    delete: (n) => {
+      activeRecordsOn(n.metadata?.name ?? '');
+      protectingPolicies();
+    },
   });
 
   // An agent appearing or vanishing changes where images can come from: records still looking for a source re-run.
@@ -119,10 +164,28 @@ export function wireHandlers(
   caches.agentLeases.addEventHandler({ add: agentsChanged, delete: agentsChanged });
 }
 
+/** How long pod starts are gathered before the protecting policies survey them. */
+const protectionSettleMs = 2_000;
+
+/** The image digests a pod's containers run, as the kubelet reports them (empty until one starts). */
+const imageIds = (pod: V1Pod): string =>
+  [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
+    .map((s) => s.imageID ?? '')
+    .join(',');
+
+/** The images a workload's pod template names. */
+const templateImages = (w: Workload): string =>
+  [...(w.spec?.template?.spec?.initContainers ?? []), ...(w.spec?.template?.spec?.containers ?? [])]
+    .map((c) => c.image ?? '')
+    .join(',');
+
 /** On becoming leader: everything cached is work once. */
 export function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues): void {
   for (const pod of caches.pods.list()) if (detectStuckContainers(pod).length > 0) queues.pods.add(objectKey(pod));
   for (const r of caches.records.list()) queues.records.add(objectKey(r));
-  for (const p of caches.policies.list()) queues.policies.add(p.metadata?.name ?? '');
+  for (const p of caches.policies.list()) {
+    queues.policies.add(p.metadata?.name ?? '');
+    queues.protection.add(p.metadata?.name ?? '');
+  }
   c.metrics.agentsAlive.set(c.agents.alive().size);
 }

@@ -1,4 +1,4 @@
-// The controller process: informers, queues, the three reconcilers (pods, records, policies), the TTL cleaner, leader
+// The controller process: informers, queues, the four reconcilers (pods, records, policies, protection), the TTL cleaner, leader
 // election, and the health/metrics server, wired once from the parsed configuration.
 //
 // Concurrency model: informers run on every replica so a standby is warm; work queues and the TTL cleaner run only on
@@ -43,6 +43,9 @@ import { Notifier } from './notify/notifier.ts';
 import { OperationTracker } from './operations.ts';
 import { reconcilePod } from './pod/pod-reconciler.ts';
 import { reconcilePolicy } from './policy/policy-reconciler.ts';
+import { reconcileProtection } from './protection/protection-reconciler.ts';
+import { PinKeeper } from './protection/pin-keeper.ts';
+import { RegistryWatch } from './protection/registry-watch.ts';
 import { defaultMachineSettings } from './record/record-machine.ts';
 import type { MachineSettings } from './record/record-machine.ts';
 import { reconcileRecord } from './record/record-reconciler.ts';
@@ -136,6 +139,7 @@ export async function startController(settings: ControllerSettings): Promise<Run
     c.imports.cancelAll();
     c.pushes.cancelAll();
     c.lookups.cancelAll();
+    c.protection.lookups.cancelAll();
     await c.notifier.flush();
     c.agents.close();
     await Promise.all(allInformers.map((i) => i.stop()));
@@ -203,10 +207,21 @@ function createQueues(config: ControllerConfig, clock: Clock, runtime: RuntimeMe
       }),
       metrics: runtime.queueMetrics(name),
     });
-  const queues = { pods: queue('pods'), records: queue('records'), policies: queue('policies') };
+  const queues = {
+    pods: queue('pods'),
+    records: queue('records'),
+    policies: queue('policies'),
+    protection: queue('protection'),
+  };
   for (const q of Object.values(queues)) runtime.observeQueue(q);
   return queues;
 }
+
+/**
+ * How long a pin holds unless a survey renews it (at half-life). Long enough to outlive a controller restart or an
+ * outage of hours; short enough that the pin of an image nobody uses any more lapses the same day.
+ */
+const pinTtlMs = 6 * 3_600_000;
 
 /** What every reconcile shares (context.ts): clients, caches, trackers of work outside reconciles, settings. */
 function createContext(
@@ -218,22 +233,24 @@ function createContext(
   const signingKey = createPrivateKey(settings.tokenSigningKey);
   // Policies may name Secrets in the controller's own namespace only (config/rbac: a Role there, nothing cluster-wide).
   const secrets = new SecretReader(kube, clock, config.podNamespace ?? config.leaderElectionNamespace);
+  const agents = new AgentDirectory({
+    leases: caches.agentLeases,
+    tls: settings.tls,
+    clock,
+    callTimeoutMs: config.agentRpcTimeoutMs,
+  });
+  const events = new KubeEventRecorder(kube, { clock, log, instance: config.podName ?? 'tote-controller' });
   return {
     kube,
     clock,
     log,
     metrics,
     caches,
-    agents: new AgentDirectory({
-      leases: caches.agentLeases,
-      tls: settings.tls,
-      clock,
-      callTimeoutMs: config.agentRpcTimeoutMs,
-    }),
+    agents,
     imports: new OperationTracker<ImportResponse>({ notify: (k) => queues.records.add(k), clock }),
     pushes: new OperationTracker<PushImageResponse>({ notify: (k) => queues.records.add(k), clock }),
     lookups: new LookupTracker({ notify: (k) => queues.records.add(k), clock }),
-    events: new KubeEventRecorder(kube, { clock, log, instance: config.podName ?? 'tote-controller' }),
+    events,
     secrets,
     notifier: new Notifier({ secrets, log, metrics }),
     signToken: (claims) => {
@@ -245,7 +262,22 @@ function createContext(
       });
     },
     machine: { ...defaultMachineSettings, ...settings.machine },
+    protection: {
+      lookups: new LookupTracker({ notify: (k) => queues.protection.add(k), clock }),
+      registry: new RegistryWatch({ clock, log }),
+      pins: new PinKeeper({
+        agents,
+        events,
+        clock,
+        log,
+        pinTtlMs,
+        nodeUid: (node) => caches.nodes.getByName(node)?.metadata?.uid ?? '',
+      }),
+      surveys: new Map(),
+      surveyPeriodMs: config.protectionSurveyPeriodMs,
+    },
     enqueueRecord: (key) => queues.records.add(key),
+    enqueueProtection: (name) => queues.protection.add(name),
     // Record changes reach their policy's counters at most every 5 s: a burst of 200 records changing phase makes a
     // handful of policy status writes, not one a second for its whole length.
     enqueuePolicy: (name) => queues.policies.addAfter(name, 5_000),
@@ -275,7 +307,7 @@ async function signAgentCertificates(
   await signer.run(signal);
 }
 
-/** The leader's work, once the caches have synced: the TTL cleaner and the three reconcile loops, until `signal`. */
+/** The leader's work, once the caches have synced: the TTL cleaner and the reconcile loops, until `signal`. */
 async function runAsLeader(
   c: ControllerContext,
   settings: ControllerSettings,
@@ -297,6 +329,7 @@ async function runAsLeader(
     loop('pods', queues.pods, bind(c, reconcilePod), config.maxConcurrentReconciles),
     loop('records', queues.records, bind(c, reconcileRecord), config.maxConcurrentReconciles),
     loop('policies', queues.policies, bind(c, reconcilePolicy), 1),
+    loop('protection', queues.protection, bind(c, reconcileProtection), 1),
   ];
   // Everything already cached is work: enqueue it once (later changes arrive through the handlers).
   enqueueAll(c, caches, queues);

@@ -30,6 +30,11 @@ export interface ControllerMetrics {
   records: Gauge<'phase'>;
   agentsAlive: Gauge;
   lastCopyImages: Gauge;
+  endangeredImages: Gauge<'policy'>;
+  lostImages: Gauge<'policy'>;
+  protectiveCopies: Counter<'reason'>;
+  /** A protecting policy's survey result, or undefined to drop its series (the policy is gone or stopped protecting). */
+  observeProtection(policy: string, counts: { endangered: number; lost: number } | undefined): void;
   agentChannelsOpen: Gauge;
   agentQueriesInflight: Gauge;
   agentQueriesQueued: Gauge;
@@ -93,6 +98,32 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
       help: 'Images of active records that survive on exactly one node.',
       registers,
     }),
+    endangeredImages: new Gauge({
+      name: 'tote_endangered_images',
+      help: 'Images in use that no registry serves and fewer than the policy’s minCopies staying nodes hold, by policy.',
+      labelNames: ['policy'],
+      registers,
+    }),
+    lostImages: new Gauge({
+      name: 'tote_lost_images',
+      help: 'Images in use that no registry serves and no node holds completely, by policy.',
+      labelNames: ['policy'],
+      registers,
+    }),
+    protectiveCopies: counter(
+      'tote_protective_copies_total',
+      'Protective copies ordered (records of purpose Protect), by reason.',
+      ['reason'],
+    ),
+    observeProtection: (policy, counts) => {
+      if (!counts) {
+        m.endangeredImages.remove({ policy });
+        m.lostImages.remove({ policy });
+        return;
+      }
+      m.endangeredImages.set({ policy }, counts.endangered);
+      m.lostImages.set({ policy }, counts.lost);
+    },
     agentChannelsOpen: loadGauge('tote_agent_channels_open', 'gRPC channels open to agents.', 'channelsOpen'),
     agentQueriesInflight: loadGauge(
       'tote_agent_queries_inflight',
@@ -112,6 +143,7 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
   for (const reason of ['TooLarge', 'DetectOnly']) m.skipped.inc({ reason }, 0);
   for (const result of ['resolved', 'not-found', 'error']) m.registryResolves.inc({ result }, 0);
   for (const result of ['delivered', 'failed']) m.notifications.inc({ result }, 0);
+  for (const reason of ['Endangered', 'Evacuation']) m.protectiveCopies.inc({ reason }, 0);
   for (const phase of Object.values(Phases)) m.records.set({ phase }, 0);
   return m;
 }

@@ -85,3 +85,28 @@ function dropUndefined(obj: Json): Json {
   for (const k of Object.keys(obj)) if (obj[k] === undefined) delete obj[k];
   return obj;
 }
+
+/**
+ * A workload (Deployment, StatefulSet, DaemonSet) reduced to its metadata and its pod template's labels and containers
+ * (name, image, imagePullPolicy): the images its pods want, for the protection (images wanted by a template whose
+ * pods do not run, e.g. scaled to zero).
+ */
+export function trimWorkload<T extends KubernetesObject>(workload: T): T {
+  const w = workload as unknown as Json;
+  const template = (((w.spec ?? {}) as Json).template ?? {}) as Json;
+  const templateSpec = (template.spec ?? {}) as Json;
+  return {
+    apiVersion: w.apiVersion,
+    kind: w.kind,
+    metadata: trimMetadata(w.metadata as Json | undefined),
+    spec: {
+      template: {
+        metadata: pick((template.metadata ?? {}) as Json, ['labels', 'annotations']),
+        spec: dropUndefined({
+          containers: trimContainers(templateSpec.containers),
+          initContainers: trimContainers(templateSpec.initContainers),
+        }),
+      },
+    },
+  } as unknown as T;
+}

@@ -221,6 +221,7 @@ describe('hostile input at the agent', () => {
       await refused('terminal', 'InvalidDigest', () => readAll(asB, { token, digest }));
       await refused('terminal', 'InvalidDigest', () => asB.describePlan({ digest, token }));
       await refused('terminal', 'InvalidDigest', () => ctl.removeImage({ digest, verifyBlobs: true }));
+      await refused('terminal', 'InvalidDigest', () => ctl.pinImage({ digest, until: new Date(Date.UTC(2030, 0, 1)) }));
       await refused('terminal', 'InvalidDigest', () => ctl.listImages([digest]));
       await refused('terminal', 'InvalidDigest', () =>
         ctl.import({ digest, sourceAddress: a.agent.address, sourceNode: 'node-a', token }),

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { Metadata, credentials, status as grpcStatus } from '@grpc/grpc-js';
 import { ContentClient, DeleteContentRequest } from '../../generated/proto/containerd/services/content/v1/content.ts';
+import { connectContainerd } from '../../src/containerd/index.ts';
 import { CriClient } from './node-simulator/cri.ts';
 import type { ClusterEnv } from './cluster.ts';
 
@@ -474,6 +475,17 @@ export async function nodeHasImage(socket: string, ref: string): Promise<boolean
     return (await cri.imageStatus(ref)) !== undefined;
   } finally {
     cri.close();
+  }
+}
+
+/** The labels of every image record of `digest` on a node (containerd's k8s.io namespace), by record name. */
+export async function nodeImageLabels(socket: string, digest: string): Promise<Map<string, Record<string, string>>> {
+  const containerd = connectContainerd({ socket, namespace: 'k8s.io' });
+  try {
+    const records = await containerd.images.list([`target.digest==${digest}`]);
+    return new Map(records.map((r) => [r.name, { ...r.labels }]));
+  } finally {
+    containerd.close();
   }
 }
 

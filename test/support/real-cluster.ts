@@ -3,12 +3,16 @@
 // TOTE_REAL_CLUSTER_DIR (default /tmp/tote-real). Its nodes run mixed containerd versions by default (node-a on Debian's
 // 1.6, node-b and node-c on 2.x; TOTE_REAL_CONTAINERD overrides), so every story crosses versions one way or the other.
 // A missing kubelet, containerd or busybox fails the run (hack/cluster/up.sh builds or refuses); nothing skips.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { V1Node } from '@kubernetes/client-node';
 import { promisify } from 'node:util';
 import { ensureCluster, kubectl } from './cluster.ts';
 import type { ClusterEnv } from './cluster.ts';
-import { acquireLock, useClusterDir } from './chaos.ts';
+import { acquireLock, useClusterDir, waitExited } from './chaos.ts';
+import { watchUntil } from './wait.ts';
 
 const run = promisify(execFile);
 
@@ -81,4 +85,86 @@ export async function removeSnapshots(env: ClusterEnv, node: string, diffIDs: st
   const snapshotter = env.vars.TOTE_SNAPSHOTTER ?? 'overlayfs';
   for (const key of chainIds(diffIDs).slice(-count).reverse())
     await nodeCtr(env, node, ['snapshots', '--snapshotter', snapshotter, 'rm', key]);
+}
+
+/**
+ * Restarts a node's kubelet with `settings` (KubeletConfiguration lines, e.g. `imageMaximumGCAge: 30s`) replacing the
+ * same keys of its configuration, for a story that needs another kubelet behaviour; waits until the new kubelet
+ * reports the node. Returns how to restart it with its own configuration again (call it in t.after). A configuration
+ * the kubelet refuses fails at once with its log, after the node's own kubelet is back.
+ */
+export async function restartKubeletWith(
+  env: ClusterEnv,
+  node: string,
+  settings: Record<string, string>,
+): Promise<() => Promise<void>> {
+  const dir = join(env.dir, 'nodes', node);
+  const own = join(dir, 'kubelet.yaml');
+  const story = join(dir, 'kubelet-story.yaml');
+  const lines = readFileSync(own, 'utf8')
+    .split('\n')
+    .filter((line) => !Object.keys(settings).some((key) => line.startsWith(`${key}:`)));
+  writeFileSync(story, [...lines, ...Object.entries(settings).map(([k, v]) => `${k}: ${v}`), ''].join('\n'));
+  const pidFile = join(env.dir, 'pids', `kubelet-${node}.pid`);
+  const argv = readFileSync(`/proc/${readFileSync(pidFile, 'utf8').trim()}/cmdline`, 'utf8')
+    .split('\0')
+    .filter(Boolean);
+  if (!argv[0]?.endsWith('kubelet')) throw new Error(`no kubelet of ${node} to restart`);
+  const restore = () => respawnKubelet(env, node, argv, own);
+  try {
+    await respawnKubelet(env, node, argv, story);
+  } catch (err) {
+    await restore();
+    throw err;
+  }
+  return restore;
+}
+
+/** Stops the node's kubelet (if it runs) and starts `argv` with `--config` replaced, in the node's network namespace. */
+async function respawnKubelet(env: ClusterEnv, node: string, argv: string[], config: string): Promise<void> {
+  const pidFile = join(env.dir, 'pids', `kubelet-${node}.pid`);
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  const netns = env.nodeNetns.get(node);
+  if (!netns) throw new Error(`no network namespace for ${node}`);
+  try {
+    process.kill(pid, 'SIGTERM');
+    await waitExited(pid, 30_000);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+  const restartedAt = Date.now();
+  const logFile = join(env.dir, 'logs', `kubelet-${node}.log`);
+  const log = openSync(logFile, 'a');
+  // nsenter execs the kubelet: the pid stays the kubelet's, as hack/cluster/lib.sh start() records it. Detached (its
+  // own session), so it outlives this test process like the cluster's other components.
+  const child = spawn(
+    'nsenter',
+    [`--net=/run/netns/${netns}`, '--', ...argv.map((a) => (a.startsWith('--config=') ? `--config=${config}` : a))],
+    { detached: true, stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  child.unref();
+  writeFileSync(pidFile, `${child.pid}\n`);
+  const exited = new Promise<never>((_resolve, reject) =>
+    child.once('exit', (code) => {
+      const tail = readFileSync(logFile, 'utf8').split('\n').slice(-5).join('\n');
+      reject(new Error(`the kubelet of ${node} exited (${code}) with ${config}:\n${tail}`));
+    }),
+  );
+  exited.catch(() => undefined); // observed below; after Ready, a later exit is the cluster's business
+  await Promise.race([
+    exited,
+    watchUntil<V1Node, true>(
+      env,
+      '/api/v1/nodes',
+      { fieldSelector: `metadata.name=${node}` },
+      (nodes) => {
+        const ready = nodes.get(node)?.status?.conditions?.find((c) => c.type === 'Ready');
+        const beat = ready?.lastHeartbeatTime ? new Date(ready.lastHeartbeatTime).getTime() : 0;
+        // Heartbeats have second precision: one in a later second than the restart is the new kubelet's.
+        return ready?.status === 'True' && beat > Math.floor(restartedAt / 1000) * 1000 ? true : undefined;
+      },
+      { timeoutMs: 60_000, what: `the restarted kubelet of ${node} reporting Ready` },
+    ),
+  ]);
 }

@@ -205,3 +205,24 @@ export const waitForDeleted = (env: ClusterEnv, collectionPath: string, name: st
     what: `${collectionPath}/${name} to be deleted`,
     ...options,
   });
+
+/**
+ * For state outside the API server that cannot be watched (a node's containerd): asks `check` every `intervalMs`
+ * (default 200 ms) until it returns a result (not undefined). Rejects after the deadline (default 60 s) with `what`
+ * and the last answer's description.
+ */
+export async function pollUntil<R>(
+  check: () => Promise<R | undefined>,
+  options: WaitOptions & { intervalMs?: number; describe?: () => Promise<string> } = {},
+): Promise<R> {
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  for (;;) {
+    const result = await check();
+    if (result !== undefined) return result;
+    if (Date.now() > deadline) {
+      const last = options.describe ? await options.describe() : '';
+      throw new Error(`timed out waiting for ${options.what ?? 'a condition'}${last ? `; last seen:\n${last}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 200));
+  }
+}

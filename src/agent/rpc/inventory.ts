@@ -3,6 +3,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../../generated/proto/tote/agent/v1/agent.ts';
 import { ToteError } from '../../api/errors.ts';
+import { honoursPinLabel } from '../../containerd/index.ts';
 import { recordNameFor } from '../../registry/index.ts';
 import { requireDigest } from '../blob-service.ts';
 import { listNodeImages } from '../images.ts';
@@ -24,6 +25,7 @@ export function inventoryHandlers(state: AgentState): UntypedServiceImplementati
         containerdVersion: version.version,
         layersDiscarded: images.some((i) => i.layersDiscarded),
         agentVersion,
+        pinsHonoured: honoursPinLabel(version.version),
       };
     }),
 

@@ -27,6 +27,7 @@ export const toPbImage = (i: NodeImage): pb.Image => ({
   configDigest: i.configDigest,
   managed: i.managed,
   pinned: i.pinned,
+  pinnedUntil: i.pinnedUntil,
 });
 
 const phaseOf: Record<ImportProgress['phase'], ImportPhase> = {

@@ -1,12 +1,14 @@
 // RPCs that act on an image already on this node, for the controller only: PushImage (to a backup registry by digest,
-// index and manifests byte-identical; push.ts) and RemoveImage (a corrupt image's records and, when asked, its blobs
-// that no longer match their digests).
+// index and manifests byte-identical; push.ts), RemoveImage (a corrupt image's records and, when asked, its blobs
+// that no longer match their digests) and PinImage (against the kubelet's image GC; pins.ts).
 import { createHash } from 'node:crypto';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../../generated/proto/tote/agent/v1/agent.ts';
 import { isToteError, ToteError } from '../../api/errors.ts';
 import { toStatus } from '../../agentapi/index.ts';
 import type { Containerd } from '../../containerd/index.ts';
+import { honoursPinLabel } from '../../containerd/index.ts';
+import { pinImage } from '../pins.ts';
 import { RegistryClient, staticCredentials } from '../../registry/index.ts';
 import { requireDigest } from '../blob-service.ts';
 import { localPlan, rootOf } from '../images.ts';
@@ -22,6 +24,13 @@ export function pushRemoveHandlers(state: AgentState): UntypedServiceImplementat
       requireController(peer, 'RemoveImage');
       requireDigest(req.digest);
       return removeImage(containerd, req.digest, req.verifyBlobs, platform);
+    }),
+
+    pinImage: unary<pb.PinImageRequest, pb.PinImageResponse>(state, 'pin', async (req, peer) => {
+      requireController(peer, 'PinImage');
+      requireDigest(req.digest);
+      const [names, version] = await Promise.all([pinImage(containerd, req.digest, req.until), containerd.version()]);
+      return { names, honoured: honoursPinLabel(version.version) };
     }),
 
     pushImage: (call: ServerWritableStream<pb.PushImageRequest, pb.PushImageResponse>) => {

@@ -83,6 +83,7 @@ export class AgentChannels {
       readBlob: (args, o) => this.#stream(endpoint, (c) => c.readBlob(args, o)),
       import: (args, o) => this.use(endpoint, (c) => c.import(args, o)),
       removeImage: (args, o) => this.use(endpoint, (c) => c.removeImage(args, o)),
+      pinImage: (args, o) => this.use(endpoint, (c) => c.pinImage(args, o)),
       pushImage: (args, o) => this.use(endpoint, (c) => c.pushImage(args, o)),
       close: () => {},
     };

@@ -16,8 +16,11 @@ export interface EventTarget {
   apiVersion: string;
   kind: string;
   name: string;
+  /** Where the Event lives: the object's namespace, or `default` for a cluster-scoped object (as the kubelet does). */
   namespace: string;
   uid: string;
+  /** A Node or another cluster-scoped object: the Event regards it without a namespace, as `kubectl describe` looks. */
+  clusterScoped?: boolean;
 }
 
 export interface EventRecorder {
@@ -122,7 +125,7 @@ export class KubeEventRecorder implements EventRecorder {
           apiVersion: target.apiVersion,
           kind: target.kind,
           name: target.name,
-          namespace: target.namespace,
+          ...(target.clusterScoped ? {} : { namespace: target.namespace }),
           uid: target.uid,
         },
       } as KubernetesObject;

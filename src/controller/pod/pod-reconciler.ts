@@ -2,8 +2,9 @@
 // api/reasons.ts), make sure the record for each (digest, node) exists; a record that already exists is re-enqueued so it
 // notices the pod joining. Level-triggered: it never asks whether the pod was added or modified, only what it is now.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
-import { Annotations, apiVersion, Labels, digestLabelValue, SalvageRecordResource } from '../../api/index.ts';
-import type { SalvagePolicy, SalvageRecord } from '../../api/index.ts';
+import { Annotations, SalvageRecordResource } from '../../api/index.ts';
+import type { SalvagePolicy } from '../../api/index.ts';
+import { newRecord } from '../record/new-record.ts';
 import { resources } from '../../runtime/kube.ts';
 import type { KubeClient, ResourceType } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
@@ -68,44 +69,14 @@ async function ensureRecord(
     return;
   }
   const key = `${incident.namespace}/${incident.recordName}`;
-  const labels: Record<string, string> = {
-    [Labels.managedBy]: 'tote',
-    [Labels.targetNode]: incident.node.slice(0, 63),
-  };
-  if (incident.digest) labels[Labels.digest] = digestLabelValue(incident.digest);
-  if (policy?.metadata?.name) labels[Labels.policy] = policy.metadata.name.slice(0, 63);
-  const record: SalvageRecord = {
-    apiVersion,
-    kind: 'SalvageRecord',
-    metadata: {
-      name: incident.recordName,
-      namespace: incident.namespace,
-      labels,
-      // The policy owns its records: deleting a policy garbage-collects them.
-      ...(policy?.metadata?.uid
-        ? {
-            ownerReferences: [
-              {
-                apiVersion,
-                kind: 'SalvagePolicy',
-                name: policy.metadata.name ?? '',
-                uid: policy.metadata.uid,
-                blockOwnerDeletion: false,
-              },
-            ],
-          }
-        : {}),
-    },
-    spec: {
-      ...(policy?.metadata?.name ? { policyRef: { name: policy.metadata.name } } : {}),
-      podRef: { name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' },
-      container: incident.container,
-      imageRef: incident.image,
-      ...(incident.digest ? { digest: incident.digest } : {}),
-      targetNode: incident.node,
-      reason: incident.reason,
-    },
-  };
+  const record = newRecord(incident.recordName, incident.namespace, policy, {
+    podRef: { name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' },
+    container: incident.container,
+    imageRef: incident.image,
+    ...(incident.digest ? { digest: incident.digest } : {}),
+    targetNode: incident.node,
+    reason: incident.reason,
+  });
   const { created } = await c.kube.createOrGet(SalvageRecordResource, record as KubernetesObject);
   if (created) {
     c.metrics.detected.inc({ reason: incident.reason });

@@ -26,6 +26,8 @@ export interface EffectivePolicy {
   restartPod: boolean;
   cleanCorrupt: boolean;
   recordTtlMs: number;
+  /** spec.protection, defaults filled in; undefined when the policy does not protect images before they get stuck. */
+  protection: ProtectionSettings | undefined;
   notifications:
     | {
         urlSecretRef: SecretKeyReference;
@@ -34,6 +36,14 @@ export interface EffectivePolicy {
         events: string[];
       }
     | undefined;
+}
+
+export interface ProtectionSettings {
+  minCopies: number;
+  evacuateOnDrain: boolean;
+  pin: boolean;
+  registryCheckIntervalMs: number;
+  registryCredentialsSecretRef: SecretReference | undefined;
 }
 
 export const defaultPolicy: EffectivePolicy = Object.freeze({
@@ -48,6 +58,7 @@ export const defaultPolicy: EffectivePolicy = Object.freeze({
   restartPod: true,
   cleanCorrupt: true,
   recordTtlMs: 168 * 3_600_000,
+  protection: undefined,
   notifications: undefined,
 });
 
@@ -103,6 +114,17 @@ export function effectivePolicy(policy: SalvagePolicy): EffectivePolicy {
     restartPod: spec.actions?.restartPod ?? true,
     cleanCorrupt: spec.actions?.cleanCorrupt ?? true,
     recordTtlMs: read('spec.recordTTL', () => parseDuration(spec.recordTTL ?? '168h')),
+    protection: spec.protection
+      ? {
+          minCopies: spec.protection.minCopies,
+          evacuateOnDrain: spec.protection.evacuateOnDrain ?? true,
+          pin: spec.protection.pin ?? true,
+          registryCheckIntervalMs: read('spec.protection.registryCheckInterval', () =>
+            parseDuration(spec.protection?.registryCheckInterval ?? '10m'),
+          ),
+          registryCredentialsSecretRef: spec.protection.registryCredentialsSecretRef,
+        }
+      : undefined,
     notifications: webhook
       ? {
           urlSecretRef: webhook.urlSecretRef,

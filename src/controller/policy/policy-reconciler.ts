@@ -11,7 +11,13 @@ import {
   SalvagePolicyResource,
   setCondition,
 } from '../../api/index.ts';
-import type { Condition, SalvagePolicy, SalvagePolicyCounters, SalvagePolicyStatus } from '../../api/index.ts';
+import type {
+  Condition,
+  SalvagePolicy,
+  SalvagePolicyCounters,
+  SalvagePolicyStatus,
+  SecretReference,
+} from '../../api/index.ts';
 import { credentialsFromSecret } from '../../registry/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -39,6 +45,11 @@ export async function reconcilePolicy(
     conditions,
     counters: counters(c, name),
   };
+  // What the last survey in this process found; a new leader keeps the one written before until it has surveyed.
+  const survey = policy.spec.protection
+    ? (c.protection.surveys.get(name) ?? policy.status?.protectionSurvey)
+    : undefined;
+  if (survey) status.protectionSurvey = survey;
   if (JSON.stringify(status) !== JSON.stringify(policy.status ?? {})) {
     await c.kube.updateStatus(SalvagePolicyResource, { ...policy, status });
     if (problem) ctx.log.warn('policy not ready', { reason: problem.reason, message: problem.message });
@@ -88,20 +99,8 @@ async function findProblem(
     return { reason: ConditionReasons.SpecInvalid, message: err.message };
   }
   try {
-    if (spec.backup?.credentialsSecretRef) {
-      const ref = spec.backup.credentialsSecretRef;
-      const secret = await c.secrets.get(ref.namespace, ref.name);
-      if (!secret)
-        return missing(`spec.backup.credentialsSecretRef: Secret ${ref.namespace}/${ref.name} does not exist`);
-      try {
-        credentialsFromSecret(secret);
-      } catch (err) {
-        return {
-          reason: ConditionReasons.SecretInvalid,
-          message: `spec.backup.credentialsSecretRef: ${errorMessage(err)}`,
-        };
-      }
-    }
+    const credentials = await registryCredentialsProblem(c, policy);
+    if (credentials) return credentials;
     if (spec.backup?.caSecretRef) {
       const pem = (await c.secrets.value(spec.backup.caSecretRef, 'ca.crt')).toString('utf8');
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
@@ -137,12 +136,35 @@ async function findProblem(
 
 const missing = (message: string) => ({ reason: ConditionReasons.SecretNotFound, message });
 
+/** The first registry credentials Secret (backup, protection) that is missing or not a Docker config. */
+async function registryCredentialsProblem(
+  c: ControllerContext,
+  policy: SalvagePolicy,
+): Promise<{ reason: string; message: string } | undefined> {
+  const refs: [string, SecretReference | undefined][] = [
+    ['spec.backup.credentialsSecretRef', policy.spec.backup?.credentialsSecretRef],
+    ['spec.protection.registryCredentialsSecretRef', policy.spec.protection?.registryCredentialsSecretRef],
+  ];
+  for (const [field, ref] of refs) {
+    if (!ref) continue;
+    const secret = await c.secrets.get(ref.namespace, ref.name);
+    if (!secret) return missing(`${field}: Secret ${ref.namespace}/${ref.name} does not exist`);
+    try {
+      credentialsFromSecret(secret);
+    } catch (err) {
+      return { reason: ConditionReasons.SecretInvalid, message: `${field}: ${errorMessage(err)}` };
+    }
+  }
+  return undefined;
+}
+
 /** Every Secret the policy names, with the field that names it. */
 function secretRefsOf(policy: SalvagePolicy): [string, { namespace: string; name: string }][] {
-  const { backup, notifications } = policy.spec;
+  const { backup, notifications, protection } = policy.spec;
   const refs: [string, { namespace: string; name: string } | undefined][] = [
     ['spec.backup.credentialsSecretRef', backup?.credentialsSecretRef],
     ['spec.backup.caSecretRef', backup?.caSecretRef],
+    ['spec.protection.registryCredentialsSecretRef', protection?.registryCredentialsSecretRef],
     ['spec.notifications.webhook.urlSecretRef', notifications?.webhook?.urlSecretRef],
     ['spec.notifications.webhook.signingSecretRef', notifications?.webhook?.signingSecretRef],
   ];

@@ -318,6 +318,13 @@ class Step {
 }
 
 function describeIncident(record: SalvageRecord): string {
+  if (record.spec.purpose === 'Protect') {
+    const why =
+      record.spec.reason === 'Evacuation'
+        ? 'a node holding it is leaving the cluster'
+        : 'too few nodes hold it and no registry serves it';
+    return `protective copy of ${record.spec.imageRef} to ${record.spec.targetNode}: ${why} (${record.spec.reason})`;
+  }
   const pod = record.spec.podRef ? `pod ${record.spec.podRef.name}` : 'a manual request';
   const why = record.spec.reason ?? 'Manual';
   return `${pod} needs ${record.spec.imageRef} on ${record.spec.targetNode} (${why})`;
@@ -677,7 +684,12 @@ function restarting(step: Step): void {
     step.event('Normal', ConditionReasons.BarePodLeftAlone, `image is on the node; ${parts.at(-1) ?? ''}`, true);
   }
   if (always.length > 0) parts.push(pullsAlwaysMessage(always));
-  if (parts.length === 0) parts.push('no pod is waiting any more: they started once the image was on the node');
+  if (parts.length === 0)
+    parts.push(
+      step.record.spec.purpose === 'Protect'
+        ? `a protective copy: ${step.record.spec.targetNode} now holds the image too`
+        : 'no pod is waiting any more: they started once the image was on the node',
+    );
   const message = parts.join('; ');
   if (restart.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
   if (always.length > 0) reportStuck(step, ConditionReasons.PullPolicyAlways, pullsAlwaysMessage(always));

@@ -20,6 +20,7 @@ import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
 import { ImportPhase, transferTokenLifetimeMs } from '../../agentapi/index.ts';
 import { credentialsFromSecret, parseReference, recordNameFor, RegistryClient } from '../../registry/index.ts';
+import { isLoopbackRegistry } from '../registry-access.ts';
 import { resources } from '../../runtime/kube.ts';
 import type { ReconcileContext, ReconcileResult } from '../../runtime/reconcile-loop.ts';
 import { Indexes } from '../context.ts';
@@ -137,7 +138,13 @@ function observe(
         locate(c, record, digest, obs.target.platform, wantedReferences(record, obs.pods), ctx),
       );
       if (!location) return undefined;
-      observeLocation(c, policy, { digest, target: record.spec.targetNode }, location, obs);
+      observeLocation(
+        c,
+        policy,
+        { digest, target: record.spec.targetNode, evacuation: record.spec.reason === 'Evacuation' },
+        location,
+        obs,
+      );
       break;
     }
     case Phases.Transferring:
@@ -283,21 +290,6 @@ async function resolveRemotely(
   }
 }
 
-/**
- * A registry on the loopback interface (localhost, 127.0.0.0/8, [::1]) is spoken to in plain HTTP, as containerd's CRI
- * does by default (its resolver matches localhost for plain HTTP): the kubelet pulls from such a registry, so tote must be
- * able to ask it for a tag too. Any other registry is HTTPS.
- */
-function isLoopbackRegistry(image: string): boolean {
-  let host: string;
-  try {
-    host = parseReference(image).domain.replace(/:\d+$/, '');
-  } catch {
-    return false;
-  }
-  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
-}
-
 /** Asks every live agent which digest its local record of the tag points at; agreement is required. */
 async function digestFromAgents(
   c: ControllerContext,
@@ -372,7 +364,7 @@ const transferTags = (policy: EffectivePolicy, action: { source: string; digest:
 function observeLocation(
   c: ControllerContext,
   policy: EffectivePolicy,
-  image: { digest: string; target: string },
+  image: { digest: string; target: string; evacuation: boolean },
   location: Location,
   obs: RecordObservation,
 ): void {
@@ -400,7 +392,9 @@ function observeLocation(
   obs.unreachableNodes = location.unreachable;
   if (candidates[0]) obs.imageBytes = candidates[0].size;
   const policyKey = policy.name ?? '';
-  obs.transferSlotFree = c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
+  // An evacuation races a drain: it never waits for a slot, so it goes ahead of every other transfer.
+  obs.transferSlotFree =
+    image.evacuation || c.imports.countRunning('policy', policyKey) < policy.maxConcurrentTransfers;
   c.metrics.lastCopyImages.set(countLastCopies(c));
 }
 

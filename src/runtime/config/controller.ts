@@ -76,6 +76,13 @@ export const controllerOptions = {
     minMs: 1000,
     help: 'Mean interval of the full relists that re-enqueue every object (jittered by up to 10%).',
   }),
+  protectionSurveyPeriodMs: option.duration({
+    flag: 'protection-survey-period',
+    env: 'TOTE_PROTECTION_SURVEY_PERIOD',
+    default: 30_000,
+    minMs: 1000,
+    help: 'How often a policy with spec.protection counts the copies of the images its pods run (a node being cordoned, tainted or deleted counts them at once).',
+  }),
   requeueBaseDelayMs: option.duration({
     flag: 'requeue-base-delay',
     env: 'TOTE_REQUEUE_BASE_DELAY',

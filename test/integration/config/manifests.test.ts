@@ -54,6 +54,9 @@ const knownMetrics = {
     'tote_records',
     'tote_agents_alive',
     'tote_last_copy_images',
+    'tote_endangered_images',
+    'tote_lost_images',
+    'tote_protective_copies_total',
     // src/runtime/metrics.ts
     'tote_reconcile_total',
     'tote_reconcile_duration_seconds',
@@ -558,6 +561,9 @@ describe('deployment manifests (config/)', () => {
         ['get', 'deployments.apps'],
         ['get', 'statefulsets.apps'],
         ['get', 'daemonsets.apps'],
+        ['watch', 'deployments.apps'],
+        ['watch', 'statefulsets.apps'],
+        ['watch', 'daemonsets.apps'],
         ['get', 'secrets', systemNamespace],
         ['watch', 'salvagepolicies.tote.dev'],
         ['update', 'salvagepolicies.tote.dev/status'],
@@ -585,6 +591,8 @@ describe('deployment manifests (config/)', () => {
         ['create', 'pods'],
         ['update', 'leases.coordination.k8s.io', 'default'],
         ['update', 'nodes'],
+        ['list', 'replicasets.apps'],
+        ['update', 'deployments.apps'],
         // The signer tote.dev/agent only: no kubelet or API-server client certificates.
         ['approve', 'signers.certificates.k8s.io#kubernetes.io/kube-apiserver-client'],
         ['sign', 'signers.certificates.k8s.io#kubernetes.io/kubelet-serving'],
@@ -661,7 +669,14 @@ describe('deployment manifests (config/)', () => {
         }
       ).spec.groups;
       const alerts = groups.flatMap((g) => g.rules);
-      for (const wanted of ['ToteSalvageFailing', 'ToteLastCopyOfImage', 'ToteAgentsDown', 'ToteNotActionableSpike'])
+      for (const wanted of [
+        'ToteSalvageFailing',
+        'ToteLastCopyOfImage',
+        'ToteEndangeredImage',
+        'ToteImageLost',
+        'ToteAgentsDown',
+        'ToteNotActionableSpike',
+      ])
         assert.ok(
           alerts.some((a) => a.alert === wanted),
           `alert ${wanted}`,

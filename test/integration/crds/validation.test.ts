@@ -113,7 +113,7 @@ describe('CRDs on a real API server', () => {
     const sample = documents(join(samples, 'salvagerecord-manual.yaml'))[0];
     assert.equal((await apply(sample, false)).code, 0);
     const table = await kubectl(cluster, ['get', 'svr', '-n', namespace]);
-    assert.match(table.stdout, /NAME\s+IMAGE\s+PHASE\s+SOURCE\s+TARGET\s+SIZE\s+AGE/);
+    assert.match(table.stdout, /NAME\s+IMAGE\s+PURPOSE\s+PHASE\s+SOURCE\s+TARGET\s+SIZE\s+AGE/);
     assert.match(table.stdout, /manual-app-node-b/);
     const category = await kubectl(cluster, ['get', 'tote', '-n', namespace, '-o', 'name']);
     assert.match(category.stdout, /salvagerecord.tote.dev\/manual-app-node-b/);

@@ -51,6 +51,7 @@ const image = (d: string): AgentImage => ({
   configDigest: '',
   managed: false,
   pinned: false,
+  pinnedUntil: 0,
 });
 
 function fakeConnect(channels: FakeChannel[]) {
@@ -94,6 +95,7 @@ function fakeConnect(channels: FakeChannel[]) {
         return done.promise;
       },
       removeImage: unused,
+      pinImage: unused,
       pushImage: unused,
       close: () => {
         channel.closed = true;

@@ -714,6 +714,51 @@ describe('decide: a record refused its policy', () => {
   });
 });
 
+describe('decide: a protective copy (purpose Protect), no pod waiting', () => {
+  const protect = (status?: Parameters<typeof record>[0], reason: 'Endangered' | 'Evacuation' = 'Endangered') => {
+    const r = record(status, { purpose: 'Protect', reason, digest, targetNode: 'node-c' });
+    delete r.spec.podRef;
+    return r;
+  };
+  const noPods = (overrides: Partial<Parameters<typeof decide>[1]> = {}) => observation({ pods: [], ...overrides });
+
+  it('says why it exists when it starts', () => {
+    const d = decide(protect(undefined, 'Evacuation'), noPods());
+    assert.equal(d.status?.phase, 'Resolving');
+    assert.match(
+      d.status?.message ?? '',
+      /protective copy of .* to node-c: a node holding it is leaving the cluster \(Evacuation\)/,
+    );
+  });
+
+  it('copies from a holder like any rescue', () => {
+    const d = decide(
+      protect({ phase: 'Locating', digest }),
+      noPods({ candidates: [{ node: 'node-a' }], imageBytes: 10, transferSlotFree: true }),
+    );
+    assert.equal(d.status?.phase, 'Transferring');
+    assert.ok(d.actions.some((a) => a.type === 'startTransfer' && a.source === 'node-a'));
+  });
+
+  it('restarts no pod and completes saying the target holds the image too', () => {
+    const d = decide(protect({ phase: 'Restarting', digest, sourceNode: 'node-a' }), noPods());
+    assert.equal(d.status?.phase, 'Completed');
+    assert.ok(!d.actions.some((a) => a.type === 'deletePod'));
+    assert.match(d.status?.message ?? '', /a protective copy: node-c now holds the image too/);
+  });
+
+  it('pushes to the backup registry once copied, when the policy has one', () => {
+    const backup = {
+      target: 'backup.example.com',
+      credentialsSecretRef: undefined,
+      caSecretRef: undefined,
+      insecure: false,
+    };
+    const d = decide(protect({ phase: 'Restarting', digest }), noPods({ policy: policy({ backup }) }));
+    assert.equal(d.status?.phase, 'Pushing');
+  });
+});
+
 describe('decide: kstatus conditions for Flux, Argo CD and kubectl wait', () => {
   const conditionsOf = (d: ReturnType<typeof decide>) =>
     Object.fromEntries((d.status?.conditions ?? []).map((c) => [c.type, c]));

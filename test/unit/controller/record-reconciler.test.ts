@@ -1,4 +1,4 @@
-// The record reconciler's bookkeeping around decide(): what its metrics count. Its agents, caches and API server are
+// The record reconciler's bookkeeping around decide(): what its metrics count, and the transfer slots it observes. Its agents, caches and API server are
 // stand-ins holding one record; the decisions themselves are record-machine.test.ts's.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,6 +45,7 @@ function slotsTaken(start: SalvageRecord) {
     agents: {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
       holderHints: () => [],
+      client: () => undefined,
       receivedBy: () => new Set<string>(),
       fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
       image: async () => undefined,
@@ -89,5 +90,16 @@ describe('record reconciler metrics', () => {
       await t.clock.advance(5_000);
     }
     assert.equal(await t.salvageable(), 1);
+  });
+});
+
+describe('record reconciler transfer slots', () => {
+  it('an evacuation does not wait for a transfer slot: it goes ahead of every other transfer', async () => {
+    const evacuation = record({ phase: 'Locating', digest }, { digest, purpose: 'Protect', reason: 'Evacuation' });
+    delete evacuation.spec.podRef;
+    const t = slotsTaken(evacuation);
+    await t.reconcile();
+    assert.equal(t.current().status?.phase, 'Transferring', t.current().status?.message);
+    assert.equal(t.current().status?.sourceNode, 'node-a');
   });
 });

@@ -4,7 +4,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { ManualClock, settle } from '../../../src/runtime/clock.ts';
 import { Informer } from '../../../src/runtime/informer.ts';
 import type { ListPage, ListerWatcher, WatchEventType } from '../../../src/runtime/informer.ts';
-import { trimPod } from '../../../src/runtime/trim.ts';
+import { trimPod, trimWorkload } from '../../../src/runtime/trim.ts';
 
 type Obj = KubernetesObject & { spec?: { node?: string } };
 const obj = (name: string, rv: string, node = 'n1'): Obj => ({
@@ -246,6 +246,43 @@ describe('trimPod', () => {
             state: { waiting: { reason: 'ErrImagePull', message: 'm' } },
           },
         ],
+      },
+    });
+  });
+});
+
+describe('trimWorkload', () => {
+  it('keeps the metadata and the pod template’s labels and container images, and drops the rest', () => {
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'd', namespace: 'ns', uid: 'u', managedFields: [{ manager: 'kubectl' }], resourceVersion: '3' },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { app: 'a' } },
+        template: {
+          metadata: { labels: { app: 'a' }, annotations: { note: 'x' } },
+          spec: {
+            containers: [{ name: 'c', image: 'img@sha256:1', env: [{ name: 'X', value: 'y' }], resources: {} }],
+            initContainers: [{ name: 'i', image: 'init:1' }],
+            volumes: [{ name: 'v' }],
+          },
+        },
+      },
+      status: { replicas: 0 },
+    };
+    assert.deepEqual(trimWorkload(deployment), {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'd', namespace: 'ns', uid: 'u', resourceVersion: '3' },
+      spec: {
+        template: {
+          metadata: { labels: { app: 'a' }, annotations: { note: 'x' } },
+          spec: {
+            containers: [{ name: 'c', image: 'img@sha256:1' }],
+            initContainers: [{ name: 'i', image: 'init:1' }],
+          },
+        },
       },
     });
   });

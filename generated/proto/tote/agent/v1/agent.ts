@@ -109,6 +109,11 @@ export interface GetNodeInfoResponse {
    */
   layersDiscarded: boolean;
   agentVersion: string;
+  /**
+   * Whether this containerd keeps a pin label set outside CRI when the kubelet's image GC runs (1.6.26, 1.7.10, 2.0
+   * and later). When false tote's pins are ignored there and only copies protect an image.
+   */
+  pinsHonoured: boolean;
 }
 
 export interface Image {
@@ -127,7 +132,10 @@ export interface Image {
   /** The image id (config digest) for this node's platform; empty when the manifest is missing. */
   configDigest: string;
   managed: boolean;
+  /** Some record of the image carries io.cri-containerd.pinned=pinned (set by tote or by anyone else). */
   pinned: boolean;
+  /** Unix seconds until which tote's own pin holds; 0 when tote has not pinned the image. */
+  pinnedUntil: number;
 }
 
 export interface ListImagesRequest {
@@ -245,6 +253,19 @@ export interface RemoveImageRequest {
 export interface RemoveImageResponse {
   removedNames: string[];
   deletedBlobs: string[];
+}
+
+export interface PinImageRequest {
+  digest: string;
+  /** Unix seconds until which the pin holds (the agent removes it afterwards unless renewed); 0 removes tote's pin now. */
+  until: number;
+}
+
+export interface PinImageResponse {
+  /** The records whose labels changed. */
+  names: string[];
+  /** See GetNodeInfoResponse.pins_honoured. */
+  honoured: boolean;
 }
 
 export interface PushImageRequest {
@@ -501,7 +522,14 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
 };
 
 function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
-  return { nodeName: "", platform: undefined, containerdVersion: "", layersDiscarded: false, agentVersion: "" };
+  return {
+    nodeName: "",
+    platform: undefined,
+    containerdVersion: "",
+    layersDiscarded: false,
+    agentVersion: "",
+    pinsHonoured: false,
+  };
 }
 
 export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
@@ -520,6 +548,9 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     if (message.agentVersion !== "") {
       writer.uint32(42).string(message.agentVersion);
+    }
+    if (message.pinsHonoured !== false) {
+      writer.uint32(48).bool(message.pinsHonoured);
     }
     return writer;
   },
@@ -577,6 +608,14 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.agentVersion = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pinsHonoured = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -601,6 +640,7 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     message.containerdVersion = object.containerdVersion ?? "";
     message.layersDiscarded = object.layersDiscarded ?? false;
     message.agentVersion = object.agentVersion ?? "";
+    message.pinsHonoured = object.pinsHonoured ?? false;
     return message;
   },
 };
@@ -617,6 +657,7 @@ function createBaseImage(): Image {
     configDigest: "",
     managed: false,
     pinned: false,
+    pinnedUntil: 0,
   };
 }
 
@@ -651,6 +692,9 @@ export const Image: MessageFns<Image> = {
     }
     if (message.pinned !== false) {
       writer.uint32(80).bool(message.pinned);
+    }
+    if (message.pinnedUntil !== 0) {
+      writer.uint32(88).int64(message.pinnedUntil);
     }
     return writer;
   },
@@ -748,6 +792,14 @@ export const Image: MessageFns<Image> = {
             message.pinned = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.pinnedUntil = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -775,6 +827,7 @@ export const Image: MessageFns<Image> = {
     message.configDigest = object.configDigest ?? "";
     message.managed = object.managed ?? false;
     message.pinned = object.pinned ?? false;
+    message.pinnedUntil = object.pinnedUntil ?? 0;
     return message;
   },
 };
@@ -1896,6 +1949,140 @@ export const RemoveImageResponse: MessageFns<RemoveImageResponse> = {
   },
 };
 
+function createBasePinImageRequest(): PinImageRequest {
+  return { digest: "", until: 0 };
+}
+
+export const PinImageRequest: MessageFns<PinImageRequest> = {
+  encode(message: PinImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.digest !== "") {
+      writer.uint32(10).string(message.digest);
+    }
+    if (message.until !== 0) {
+      writer.uint32(16).int64(message.until);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.until = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PinImageRequest>, I>>(base?: I): PinImageRequest {
+    return PinImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PinImageRequest>, I>>(object: I): PinImageRequest {
+    const message = createBasePinImageRequest();
+    message.digest = object.digest ?? "";
+    message.until = object.until ?? 0;
+    return message;
+  },
+};
+
+function createBasePinImageResponse(): PinImageResponse {
+  return { names: [], honoured: false };
+}
+
+export const PinImageResponse: MessageFns<PinImageResponse> = {
+  encode(message: PinImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.names) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.honoured !== false) {
+      writer.uint32(16).bool(message.honoured);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.honoured = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PinImageResponse>, I>>(base?: I): PinImageResponse {
+    return PinImageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PinImageResponse>, I>>(object: I): PinImageResponse {
+    const message = createBasePinImageResponse();
+    message.names = object.names?.map((e) => e) || [];
+    message.honoured = object.honoured ?? false;
+    return message;
+  },
+};
+
 function createBasePushImageRequest(): PushImageRequest {
   return { digest: "", reference: "", username: "", password: "", caPem: "", insecure: false, plainHttp: false };
 }
@@ -2244,6 +2431,19 @@ export const AgentServiceService = {
     responseSerialize: (value: PushImageResponse): Buffer => Buffer.from(PushImageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PushImageResponse => PushImageResponse.decode(value),
   },
+  /**
+   * Pins every record of a digest against the kubelet's image GC (io.cri-containerd.pinned=pinned) until a time, or
+   * removes the pins tote set. Records pinned by someone else are left as they are.
+   */
+  pinImage: {
+    path: "/tote.agent.v1.AgentService/PinImage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PinImageRequest): Buffer => Buffer.from(PinImageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PinImageRequest => PinImageRequest.decode(value),
+    responseSerialize: (value: PinImageResponse): Buffer => Buffer.from(PinImageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PinImageResponse => PinImageResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -2266,6 +2466,11 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   removeImage: handleUnaryCall<RemoveImageRequest, RemoveImageResponse>;
   /** Pushes a local image by digest to a registry (backup), index and manifests byte-identical. Streams progress. */
   pushImage: handleServerStreamingCall<PushImageRequest, PushImageResponse>;
+  /**
+   * Pins every record of a digest against the kubelet's image GC (io.cri-containerd.pinned=pinned) until a time, or
+   * removes the pins tote set. Records pinned by someone else are left as they are.
+   */
+  pinImage: handleUnaryCall<PinImageRequest, PinImageResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -2373,6 +2578,25 @@ export interface AgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PushImageResponse>;
+  /**
+   * Pins every record of a digest against the kubelet's image GC (io.cri-containerd.pinned=pinned) until a time, or
+   * removes the pins tote set. Records pinned by someone else are left as they are.
+   */
+  pinImage(
+    request: PinImageRequest,
+    callback: (error: ServiceError | null, response: PinImageResponse) => void,
+  ): ClientUnaryCall;
+  pinImage(
+    request: PinImageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PinImageResponse) => void,
+  ): ClientUnaryCall;
+  pinImage(
+    request: PinImageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PinImageResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
