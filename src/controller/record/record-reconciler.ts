@@ -350,6 +350,15 @@ async function locate(
   };
 }
 
+/** Enqueues the records of `digest` in Locating other than `except`: a holder of it may have become free. */
+function wakeRecordsLocating(c: ControllerContext, digest: string, except: string): void {
+  for (const other of c.caches.records.list()) {
+    const otherKey = `${other.metadata?.namespace}/${other.metadata?.name}`;
+    if (otherKey !== except && other.status?.phase === Phases.Locating && other.status.digest === digest)
+      c.enqueueRecord(otherKey);
+  }
+}
+
 /** The tag that counts the transfers of one image one node serves (transfersPerSource). */
 const sourceImageKey = (node: string, digest: string): string => `${node}|${digest}`;
 
@@ -614,6 +623,8 @@ async function act(
       if (c.imports.get(uid)?.state === 'succeeded' && digest) c.agents.noteHolder(digest, target);
       c.imports.forget(uid);
       c.agents.invalidate(target);
+      // Its source is free again (and the target may serve now): records waiting for a free holder look at once.
+      if (digest) wakeRecordsLocating(c, digest, key);
       return;
     }
     case 'removeCorruptImage': {

@@ -21,11 +21,12 @@ const node = (name: string): V1Node => ({
 });
 
 /** A context around one record whose image is complete on node-a, with every transfer slot of its policy taken. */
-function slotsTaken(start: SalvageRecord) {
+function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = []) {
   const clock = new ManualClock();
   const registry = new Registry();
   const metrics = controllerMetrics(registry);
   let current = start;
+  const enqueued: string[] = [];
   const nodes = [node('node-a'), node('node-b')];
   const imports = new OperationTracker<never>({ notify: () => undefined, clock });
   // Both of the policy's slots (maxConcurrentTransfers defaults to 2) held by transfers that never end.
@@ -36,7 +37,7 @@ function slotsTaken(start: SalvageRecord) {
     log: silentLogger,
     metrics,
     caches: {
-      records: { get: () => current, list: () => [current] },
+      records: { get: () => current, list: () => [current, ...others] },
       nodes: { getByName: (n: string) => nodes.find((x) => x.metadata?.name === n), list: () => nodes },
       pods: { byIndex: () => [], getByName: () => undefined },
       policies: { getByName: () => undefined, list: () => [] },
@@ -47,6 +48,8 @@ function slotsTaken(start: SalvageRecord) {
       holderHints: () => [],
       client: () => undefined,
       receivedBy: () => new Set<string>(),
+      noteHolder: () => undefined,
+      invalidate: () => undefined,
       fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
       image: async () => undefined,
       imageEverywhere: async (asked: string[]) => ({
@@ -66,6 +69,7 @@ function slotsTaken(start: SalvageRecord) {
     notifier: { notify: () => undefined },
     machine: defaultMachineSettings,
     enqueuePolicy: () => undefined,
+    enqueueRecord: (key: string) => enqueued.push(key),
   } as unknown as ControllerContext;
   const ctx: ReconcileContext = { log: silentLogger, reconcileId: 'test', signal: new AbortController().signal };
   /** One reconcile, again once the lookup it started has answered. */
@@ -76,7 +80,7 @@ function slotsTaken(start: SalvageRecord) {
     return reconcileRecord(c, 'team/r', ctx);
   };
   const salvageable = async () => (await metrics.salvageable.get()).values[0]?.value ?? 0;
-  return { clock, reconcile, salvageable, current: () => current };
+  return { clock, reconcile, salvageable, current: () => current, imports, enqueued };
 }
 
 describe('record reconciler metrics', () => {
@@ -101,5 +105,34 @@ describe('record reconciler transfer slots', () => {
     await t.reconcile();
     assert.equal(t.current().status?.phase, 'Transferring', t.current().status?.message);
     assert.equal(t.current().status?.sourceNode, 'node-a');
+  });
+});
+
+describe('record reconciler: a finished transfer frees its source', () => {
+  it('wakes the records of the same image waiting in Locating for a free holder, and no others', async () => {
+    const named = (name: string, phase: NonNullable<SalvageRecord['status']>['phase'], d = digest): SalvageRecord => {
+      const r = record({ phase, digest: d }, { digest: d });
+      r.metadata = { ...r.metadata, name, uid: `uid-${name}` };
+      return r;
+    };
+    const others = [
+      named('waiting', 'Locating'),
+      named('waiting-for-another-image', 'Locating', `sha256:${'e'.repeat(64)}`),
+      named('done', 'Completed'),
+    ];
+    const t = slotsTaken(
+      record({ phase: 'Transferring', digest, sourceNode: 'node-a', attempts: 1 }, { digest }),
+      others,
+    );
+    t.imports.start({
+      uid: 'rec-uid',
+      key: 'team/r',
+      tags: { source: 'node-a' },
+      run: async () => ({ bytesTotal: 1024, bytesTransferred: 1024 }) as never,
+    });
+    await settle();
+    await t.reconcile();
+    assert.notEqual(t.current().status?.phase, 'Transferring', 'the transfer finished');
+    assert.deepEqual(t.enqueued, ['team/waiting']);
   });
 });
