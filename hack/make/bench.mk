@@ -2,7 +2,7 @@
 # defaults to /tmp/tote-bench here. Each prints its figures, its last stdout line one JSON object, also written to
 # bench/results/<name>.json. bench-transfer (two containerd daemons of its own, no cluster) is in agent.mk.
 
-.PHONY: bench-recovery bench-scale bench-inventory bench-fanout bench-protection
+.PHONY: bench-recovery bench-scale bench-inventory bench-fanout bench-protection bench-footprint
 
 BENCH_CLUSTER_DIR ?= /tmp/tote-bench
 # Nodes of the benchmark cluster: node-a as the source, node-b..node-k as targets (fan-out uses ten of them).
@@ -28,3 +28,6 @@ bench-fanout: node_modules/.package-lock.json build ## One image needed on ten n
 
 bench-protection: node_modules/.package-lock.json build ## Protection: cordon → last endangered image copied, registry stopped → minimum copies
 	$(BENCH_ENV) $(NODE) bench/protection/run.ts
+
+bench-footprint: node_modules/.package-lock.json build ## Resident memory of the shipped agent and controller: idle, and after one salvage
+	$(BENCH_ENV) $(NODE) bench/footprint/run.ts
