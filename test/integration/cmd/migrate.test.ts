@@ -134,7 +134,7 @@ describe('upgrade from tote 0.x', () => {
       assert.equal((record.status.history as { reason: string }[]).at(-1)?.reason, 'MigratedFromV0');
     }
     const table = await kubectlOk(['get', 'salvagerecords', '-n', namespace]);
-    assert.match(table, /^midway\s+registry\.example\.com\/team\/midway:1\s+Failed\s+node-a\s+node-b/m);
+    assert.match(table, /^midway\s+registry\.example\.com\/team\/midway:1\s+Rescue\s+Failed\s+node-a\s+node-b/m);
   });
 
   it('runs once: a second run changes nothing', async () => {
