@@ -3,8 +3,6 @@
 // whose credentials Secret is missing says so in its Ready condition.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { ensureCluster, kubectl, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { ensureTote } from '../support/tote.ts';
@@ -12,6 +10,7 @@ import {
   deployment,
   lostImage,
   scopedPolicy,
+  skopeoBackupDigest,
   backupPolicy,
   secret,
   waitForRecords,
@@ -21,7 +20,6 @@ import { registries, registryDigest } from '../support/images.ts';
 import { waitForObject } from '../support/wait.ts';
 import type { SalvagePolicy } from '../../src/api/index.ts';
 
-const run = promisify(execFile);
 let env: ClusterEnv;
 const policiesPath = '/apis/tote.dev/v1alpha1/salvagepolicies';
 
@@ -53,16 +51,11 @@ describe('backup push', () => {
     assert.equal(reference, `${env.backupRegistry}/${repository}@${image.target.digest}`);
     assert.doesNotMatch(repository, /:/, 'no tag inside the reference');
     assert.equal(backup?.tag, image.tag);
-    const inspected = await run('skopeo', [
-      'inspect',
-      '--tls-verify=false',
-      '--creds',
-      `${env.backupRegistryUser}:${env.backupRegistryPassword}`,
-      '--format',
-      '{{.Digest}}',
-      `docker://${reference}`,
-    ]);
-    assert.equal(inspected.stdout.trim(), image.target.digest, 'skopeo reads the reference as written');
+    assert.equal(
+      await skopeoBackupDigest(env, reference),
+      image.target.digest,
+      'skopeo reads the reference as written',
+    );
     assert.equal(
       await registryDigest(registries(env).backup, repository, image.target.digest),
       image.target.digest,

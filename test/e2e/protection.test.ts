@@ -11,7 +11,15 @@ import { nodeHasImage, nodeImageLabels } from '../support/images.ts';
 import { pollUntil, waitForObject, watchUntil } from '../support/wait.ts';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import { ensureTote } from '../support/tote.ts';
-import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
+import {
+  backupPolicy,
+  deployment,
+  lostImage,
+  scopedPolicy,
+  skopeoBackupDigest,
+  waitForRecords,
+  waitForRunningPods,
+} from '../support/salvage.ts';
 import type { SalvagePolicy, SalvageRecord } from '../../src/api/index.ts';
 
 let env: ClusterEnv;
@@ -113,6 +121,36 @@ describe('protection: copies of an endangered image before anything gets stuck',
     assert.ok(await nodeHasImage(env.nodeSockets.get(record.spec.targetNode) ?? '', ref));
     const history = (record.status?.history ?? []).map((h) => h.message).join('\n');
     assert.match(history, /a node holding it is leaving the cluster/);
+  });
+
+  it('with a backup registry, pushes an endangered image at once from the node holding it, even with nowhere to copy it', async (t) => {
+    const ns = await testNamespace(env, t);
+    await backupPolicy(env, ns, `${env.backupRegistry}/protected`, { protection: { minCopies: 2 } }, t);
+    const image = await lostImage(env, { repository: `push/${ns.name}`, tag: 'v1', layers: 2 }, ['node-a']);
+    const ref = image.reference(env.sourceRegistry);
+    // node-b and node-c about to be removed (cluster-autoscaler's taint, PreferNoSchedule so stories beside this one
+    // still schedule there): no node qualifies for a second copy, so only the push can protect the image.
+    const taint = 'ToBeDeletedByClusterAutoscaler=1700000000:PreferNoSchedule';
+    t.after(async () => {
+      await kubectl(env, ['taint', 'node', 'node-b', 'node-c', `${taint}-`]);
+    });
+    const tainted = await kubectl(env, ['taint', 'node', 'node-b', 'node-c', taint, '--overwrite']);
+    assert.equal(tainted.code, 0, tainted.stderr);
+    await deployment(env, ns.name, 'app', ref, ['node-a']);
+    await waitForRunningPods(env, ns.name, 'app', 1);
+
+    const [record] = await waitForRecords(env, ns.name, 1, (r) => protective(r) && r.status?.phase === 'Completed');
+    assert.ok(record);
+    assert.equal(record.spec.targetNode, 'node-a', 'the record sits where the image is: nothing to move');
+    assert.equal(record.status?.backup?.result, 'Pushed', JSON.stringify(record.status?.backup));
+    assert.equal(record.status?.progress?.transferredBytes ?? 0, 0, 'no byte moved');
+    const reference = record.status?.backup?.reference ?? '';
+    assert.ok(reference.endsWith(`@${image.target.digest}`), reference);
+    assert.equal(
+      await skopeoBackupDigest(env, reference),
+      image.target.digest,
+      'the backup registry serves the endangered image',
+    );
   });
 
   it('protects the image of a Deployment scaled to zero, which no pod runs', async (t) => {

@@ -1,8 +1,10 @@
 // Building blocks of salvage scenarios on the local cluster: a policy scoped to one test namespace, an image that
 // survives only on chosen nodes after its registry lost it, workloads pinned to nodes, and waiting on records.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SalvagePolicy, SalvageRecord } from '../../src/api/index.ts';
 import { kubectl } from './cluster.ts';
@@ -293,4 +295,21 @@ export function waitForRunningPods(
       ...options,
     },
   );
+}
+
+/**
+ * The digest skopeo reads at `reference` (repository@digest) in the backup registry, with its credentials: a check of
+ * tote's push by a tool that is not tote.
+ */
+export async function skopeoBackupDigest(env: ClusterEnv, reference: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('skopeo', [
+    'inspect',
+    '--tls-verify=false',
+    '--creds',
+    `${env.backupRegistryUser}:${env.backupRegistryPassword}`,
+    '--format',
+    '{{.Digest}}',
+    `docker://${reference}`,
+  ]);
+  return stdout.trim();
 }

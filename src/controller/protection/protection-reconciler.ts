@@ -225,7 +225,23 @@ function protectiveRecords(c: ControllerContext): ExistingRecord[] {
   });
 }
 
-/** One record per new copy of an endangered image; returns the errors of the creations that failed. */
+/**
+ * With a backup registry the image is pushed as soon as it is found endangered, not only once a new copy lands, and
+ * even when no node qualifies for a copy: a record on a node that holds it (a staying one first) finds the copy
+ * complete there, moves nothing, and pushes. None when a record of this digest already sits on a holder.
+ */
+function backupPushTarget(c: ControllerContext, policy: SalvagePolicy, image: EndangeredImage): string | undefined {
+  if (!policy.spec.backup) return undefined;
+  const onAHolder = c.caches.records
+    .list()
+    .some((r) => (r.spec.digest ?? r.status?.digest) === image.digest && image.holders.includes(r.spec.targetNode));
+  return onAHolder ? undefined : (image.safeHolders[0] ?? image.leavingHolders[0]);
+}
+
+/**
+ * One record per new copy of an endangered image, and one that pushes it to the policy's backup registry from where it
+ * is; returns the errors of the creations that failed.
+ */
 async function protect(
   c: ControllerContext,
   policy: SalvagePolicy,
@@ -240,7 +256,8 @@ async function protect(
       shortBy: image.shortBy,
     });
   }
-  for (const target of image.newTargets) {
+  const pushFrom = backupPushTarget(c, policy, image);
+  for (const target of pushFrom ? [pushFrom, ...image.newTargets] : image.newTargets) {
     const name = recordName({ digest: image.digest, imageRef: image.imageRef, node: target });
     const record = newRecord(name, image.namespace, policy, {
       imageRef: image.imageRef,
@@ -252,15 +269,18 @@ async function protect(
     try {
       const { created } = await c.kube.createOrGet(SalvageRecordResource, record as KubernetesObject);
       if (!created) continue;
-      c.metrics.protectiveCopies.inc({ reason: image.reason });
-      ctx.log.info('endangered image: protective copy ordered', {
-        record: `${image.namespace}/${name}`,
-        digest: image.digest,
-        holders: image.holders,
-        leaving: image.leavingHolders,
-        target,
-        reason: image.reason,
-      });
+      if (target !== pushFrom) c.metrics.protectiveCopies.inc({ reason: image.reason });
+      ctx.log.info(
+        target === pushFrom ? 'endangered image: backup push ordered' : 'endangered image: protective copy ordered',
+        {
+          record: `${image.namespace}/${name}`,
+          digest: image.digest,
+          holders: image.holders,
+          leaving: image.leavingHolders,
+          target,
+          reason: image.reason,
+        },
+      );
     } catch (err) {
       ctx.log.warn('could not create a protective record', { record: name, error: errorMessage(err) });
       failures.push(err);
