@@ -21,11 +21,7 @@ export function identityUri(identity: PeerIdentity): string {
 export function identityFromCertificate(
   cert: Pick<PeerCertificate, 'subjectaltname'> | undefined,
 ): PeerIdentity | undefined {
-  const sans = (cert?.subjectaltname ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice('URI:'.length));
+  const sans = uriSans(cert?.subjectaltname);
   const found = new Set<string>();
   for (const uri of sans) {
     if (uri === controllerUri) found.add(uri);
@@ -36,6 +32,14 @@ export function identityFromCertificate(
   if (uri === controllerUri) return { kind: 'controller' };
   return { kind: 'agent', node: (uri ?? '').slice(nodePrefix.length) };
 }
+
+/** The URI entries of a subject-alternative-name string as Node prints it (`URI:a, DNS:b`). */
+export const uriSans = (subjectAltName: string | undefined): string[] =>
+  (subjectAltName ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice('URI:'.length));
 
 export const describeIdentity = (identity: PeerIdentity | undefined): string =>
   identity === undefined

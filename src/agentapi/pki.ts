@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { createPrivateKey, webcrypto, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { identityUri } from './identity.ts';
+import { identityUri, uriSans } from './identity.ts';
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -142,10 +142,6 @@ function pemBlock(label: string, der: Buffer): string {
 /** A certificate's validity window and its identity URIs, from node:crypto's parser. */
 export function certificateFacts(pem: string | Buffer): { notBefore: Date; notAfter: Date; uris: string[] } {
   const cert = new NodeX509Certificate(pem);
-  const uris = (cert.subjectAltName ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice('URI:'.length));
+  const uris = uriSans(cert.subjectAltName);
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo), uris };
 }

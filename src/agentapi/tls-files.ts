@@ -3,7 +3,9 @@
 // place, so a renewal takes effect without a rollout.
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import type { RenewableTls, TlsMaterial } from './tls.ts';
+import type { Logger } from '../runtime/logging.ts';
+import { RenewableTls } from './tls.ts';
+import type { TlsMaterial } from './tls.ts';
 
 export interface TlsFiles {
   readonly ca: string;
@@ -44,4 +46,15 @@ export function reloadTlsFiles(
   const timer = setInterval(check, options.intervalMs);
   timer.unref();
   return { stop: () => clearInterval(timer) };
+}
+
+/** Material loaded from `files` now and re-read every minute; renewals and refusals are logged. */
+export function watchedTlsFiles(files: TlsFiles, log: Logger): { tls: RenewableTls; stop(): void } {
+  const tls = new RenewableTls(readTlsFiles(files));
+  const reload = reloadTlsFiles(files, tls, {
+    intervalMs: 60_000,
+    onReload: () => log.info('certificate files reloaded'),
+    onError: (message) => log.warn(message),
+  });
+  return { tls, stop: () => reload.stop() };
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../api/index.ts';
 import type { Registry } from 'prom-client';
-import { agentSignerName, readTlsFiles, reloadTlsFiles, RenewableTls } from '../agentapi/index.ts';
+import { agentSignerName, RenewableTls, watchedTlsFiles } from '../agentapi/index.ts';
 import { startAgentServer } from '../agent/index.ts';
 import { NodeCertificate } from '../agent/node-certificate.ts';
 import { AgentRegistration } from '../agent/registration.ts';
@@ -109,17 +109,11 @@ async function agentIdentity(
   parts: { kube: KubeClient; log: Logger; registry: Registry; signal: AbortSignal },
 ): Promise<{ tls: RenewableTls; source: string; stop(): void }> {
   if (!config.tlsCaFile) throw new Error("--tls-ca-file is required: the CA that peers' certificates chain to");
-  const ca = readFileSync(config.tlsCaFile);
   if (config.tlsCertFile && config.tlsKeyFile) {
     const files = { ca: config.tlsCaFile, cert: config.tlsCertFile, key: config.tlsKeyFile };
-    const tls = new RenewableTls(readTlsFiles(files));
-    const reload = reloadTlsFiles(files, tls, {
-      intervalMs: 60_000,
-      onReload: () => parts.log.info('certificate files reloaded'),
-      onError: (message) => parts.log.warn(message),
-    });
-    return { tls, source: `files ${config.tlsCertFile}`, stop: () => reload.stop() };
+    return { ...watchedTlsFiles(files, parts.log), source: `files ${config.tlsCertFile}` };
   }
+  const ca = readFileSync(config.tlsCaFile);
   const certificate = new NodeCertificate({
     kube: parts.kube,
     node: config.nodeName,

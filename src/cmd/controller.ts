@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../api/index.ts';
 import { parseControllerConfig } from '../runtime/config/index.ts';
-import { readTlsFiles, reloadTlsFiles, RenewableTls } from '../agentapi/index.ts';
+import { watchedTlsFiles } from '../agentapi/index.ts';
+import type { RenewableTls } from '../agentapi/index.ts';
 import type { SigningAuthority } from '../agentapi/index.ts';
 import { startController } from '../controller/manager.ts';
 import type { ControllerConfig } from '../runtime/config/index.ts';
@@ -64,14 +65,7 @@ export async function runController(argv: string[]): Promise<number> {
 function controllerTls(config: ControllerConfig, log: Logger): { tls: RenewableTls; stop(): void } {
   if (!config.tlsCaFile || !config.tlsCertFile || !config.tlsKeyFile)
     throw new Error('--tls-ca-file, --tls-cert-file and --tls-key-file are required: agents only speak mTLS');
-  const files = { ca: config.tlsCaFile, cert: config.tlsCertFile, key: config.tlsKeyFile };
-  const tls = new RenewableTls(readTlsFiles(files));
-  const reload = reloadTlsFiles(files, tls, {
-    intervalMs: 60_000,
-    onReload: () => log.info('certificate files reloaded'),
-    onError: (message) => log.warn(message),
-  });
-  return { tls, stop: () => reload.stop() };
+  return watchedTlsFiles({ ca: config.tlsCaFile, cert: config.tlsCertFile, key: config.tlsKeyFile }, log);
 }
 
 /**
