@@ -350,7 +350,10 @@ async function locate(
   };
 }
 
-/** Enqueues the records of `digest` in Locating other than `except`: a holder of it may have become free. */
+/**
+ * Enqueues the records of `digest` in Locating other than `except`: a transfer of it ended, so its source is free again
+ * (and its target may serve now).
+ */
 function wakeRecordsLocating(c: ControllerContext, digest: string, except: string): void {
   for (const other of c.caches.records.list()) {
     const otherKey = `${other.metadata?.namespace}/${other.metadata?.name}`;
@@ -597,19 +600,34 @@ async function act(
         key,
         tags: transferTags(policy, action),
         run: (onProgress, signal) =>
-          client.import(
-            {
-              digest: action.digest,
-              sourceAddress: source.address,
-              sourceNode: action.source,
-              token,
-              names,
-              maxBytes: policy.maxImageSizeBytes,
-              ...(policy.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond } : {}),
-              transferId: uid,
-            },
-            { onProgress, signal, timeoutMs: transferTokenLifetimeMs },
-          ),
+          client
+            .import(
+              {
+                digest: action.digest,
+                sourceAddress: source.address,
+                sourceNode: action.source,
+                token,
+                names,
+                maxBytes: policy.maxImageSizeBytes,
+                ...(policy.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: policy.bandwidthBytesPerSecond } : {}),
+                transferId: uid,
+              },
+              { onProgress, signal, timeoutMs: transferTokenLifetimeMs },
+            )
+            .then(
+              (result) => {
+                // The target holds the image from this moment, before the tracker stops counting the transfer against
+                // its source: a record locating in between sees the new holder, not only a free first source.
+                c.agents.noteHolder(action.digest, target);
+                c.agents.invalidate(target);
+                wakeRecordsLocating(c, action.digest, key);
+                return result;
+              },
+              (err: unknown) => {
+                wakeRecordsLocating(c, action.digest, key);
+                throw err;
+              },
+            ),
       });
       if (started) {
         c.metrics.salvageAttempts.inc();
@@ -617,16 +635,10 @@ async function act(
       }
       return;
     }
-    case 'forgetTransfer': {
-      // A target that now holds the image is a source for the records still waiting for it (the tree of fan-out).
-      const digest = record.status?.digest;
-      if (c.imports.get(uid)?.state === 'succeeded' && digest) c.agents.noteHolder(digest, target);
+    case 'forgetTransfer':
       c.imports.forget(uid);
       c.agents.invalidate(target);
-      // Its source is free again (and the target may serve now): records waiting for a free holder look at once.
-      if (digest) wakeRecordsLocating(c, digest, key);
       return;
-    }
     case 'removeCorruptImage': {
       const client = c.agents.client(target);
       if (!client) return;

@@ -21,7 +21,7 @@ const node = (name: string): V1Node => ({
 });
 
 /** A context around one record whose image is complete on node-a, with every transfer slot of its policy taken. */
-function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = []) {
+function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = [], options: { slotsFree?: boolean } = {}) {
   const clock = new ManualClock();
   const registry = new Registry();
   const metrics = controllerMetrics(registry);
@@ -30,7 +30,7 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = []) {
   const nodes = [node('node-a'), node('node-b')];
   const imports = new OperationTracker<never>({ notify: () => undefined, clock });
   // Both of the policy's slots (maxConcurrentTransfers defaults to 2) held by transfers that never end.
-  for (const uid of ['other-1', 'other-2'])
+  for (const uid of options.slotsFree ? [] : ['other-1', 'other-2'])
     imports.start({ uid, key: `team/${uid}`, tags: { policy: '' }, run: () => new Promise<never>(() => undefined) });
   const c = {
     clock,
@@ -46,7 +46,8 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = []) {
     agents: {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
       holderHints: () => [],
-      client: () => undefined,
+      // An agent whose every import succeeds at once.
+      client: () => ({ import: async () => ({ bytesTotal: 1024, bytesTransferred: 1024 }) }),
       receivedBy: () => new Set<string>(),
       noteHolder: () => undefined,
       invalidate: () => undefined,
@@ -69,6 +70,7 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = []) {
     notifier: { notify: () => undefined },
     machine: defaultMachineSettings,
     enqueuePolicy: () => undefined,
+    signToken: () => 'token',
     enqueueRecord: (key: string) => enqueued.push(key),
   } as unknown as ControllerContext;
   const ctx: ReconcileContext = { log: silentLogger, reconcileId: 'test', signal: new AbortController().signal };
@@ -123,15 +125,10 @@ describe('record reconciler: a finished transfer frees its source', () => {
     const t = slotsTaken(
       record({ phase: 'Transferring', digest, sourceNode: 'node-a', attempts: 1 }, { digest }),
       others,
+      { slotsFree: true },
     );
-    t.imports.start({
-      uid: 'rec-uid',
-      key: 'team/r',
-      tags: { source: 'node-a' },
-      run: async () => ({ bytesTotal: 1024, bytesTransferred: 1024 }) as never,
-    });
+    await t.reconcile(); // starts the transfer, which succeeds at once, and reads its outcome
     await settle();
-    await t.reconcile();
     assert.notEqual(t.current().status?.phase, 'Transferring', 'the transfer finished');
     assert.deepEqual(t.enqueued, ['team/waiting']);
   });
