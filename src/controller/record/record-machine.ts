@@ -512,16 +512,17 @@ function locating(step: Step): void {
     return;
   }
   if (obs.transferSlotFree === false) {
-    const message = `waiting for a transfer slot (policy allows ${obs.policy.maxConcurrentTransfers} at once)`;
-    if (step.status.message !== message) step.status.message = message;
-    step.requeue(5_000);
+    keepWaiting(
+      step,
+      `waiting for a transfer slot (policy allows ${obs.policy.maxConcurrentTransfers} at once)`,
+      5_000,
+    );
     return;
   }
   const free = candidates.filter((c) => (c.serving ?? 0) < step.settings.transfersPerSource);
   if (free.length === 0) {
     const message = `waiting for a free source: every node holding ${digest} (${nodes}) is serving ${step.settings.transfersPerSource} transfer(s) of it; each node that finishes serves the next`;
-    if (step.status.message !== message) step.status.message = message;
-    step.requeue(1_000);
+    keepWaiting(step, message, 1_000);
     return;
   }
   const source = pickSource(free, step.status.sourceNode, record.status?.phase === Phases.Transferring);
@@ -532,6 +533,25 @@ function locating(step: Step): void {
     `salvageable: ${record.spec.imageRef} (${digest}) is on ${nodes}; copying from ${source} to ${record.spec.targetNode}. ${technicalDebt}`,
   );
   if (candidates.length === 1) step.notify('LastCopy', `${digest} survives only on ${source}`);
+}
+
+const waitingPrefix = 'waiting for a ';
+
+/**
+ * Says the record waits, once: the status written when the wait began stands until it ends. Meanwhile the holders
+ * grow as the image spreads (a tree), and rewriting them (candidates, SourceFound, the message) after every finished
+ * transfer would cost each waiting record a write per transfer of its image (bench-scale: most of a burst waits).
+ */
+function keepWaiting(step: Step, message: string, requeueMs: number): void {
+  const before = step.record.status;
+  if (before?.phase === Phases.Locating && before.message?.startsWith(waitingPrefix)) {
+    step.status.candidates = before.candidates;
+    step.status.platform = before.platform;
+    step.status.conditions = structuredClone(before.conditions);
+  } else {
+    step.status.message = message;
+  }
+  step.requeue(requeueMs);
 }
 
 /**

@@ -255,6 +255,27 @@ describe('decide: locating', () => {
     assert.equal(d.requeueAfterMs, 1000);
   });
 
+  it('a record already waiting writes nothing while the holders grow around it, and starts when one is free', () => {
+    const first = decide(
+      locating,
+      observation({ candidates: [{ node: 'node-a', serving: 1 }], transferSlotFree: true }),
+    );
+    const waiting = record(first.status, { digest });
+    const grown = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 1 },
+    ];
+    const again = decide(waiting, observation({ candidates: grown, transferSlotFree: true }));
+    assert.equal(again.status, undefined, JSON.stringify(again.status?.candidates));
+    assert.equal(again.requeueAfterMs, 1000);
+    const slots = decide(waiting, observation({ candidates: grown, transferSlotFree: false }));
+    assert.equal(slots.status, undefined, 'waiting for a slot instead is still waiting');
+    const free = decide(waiting, observation({ candidates: [...grown, { node: 'node-d' }], transferSlotFree: true }));
+    assert.equal(free.status?.phase, 'Transferring');
+    assert.deepEqual(free.status?.candidates, ['node-a', 'node-c', 'node-d']);
+    assert.equal(free.status?.sourceNode, 'node-d');
+  });
+
   it('takes the least busy holder: a node that has just received the image serves the next one', () => {
     const candidates = [
       { node: 'node-a', serving: 1 },
