@@ -119,11 +119,12 @@ async function controllerRequests(env: ClusterEnv): Promise<number> {
 
 // --- the controller's /metrics ---------------------------------------------------------------------------------------
 
-/** The controller's API requests so far by "VERB resource" (tote_kube_request_duration_seconds_count). */
-function requestCounts(text: string): Map<string, number> {
+/** The controller's API requests so far by "VERB <label>" in one of its request metrics. */
+function requestCounts(text: string, metric: string, label: string): Map<string, number> {
   const counts = new Map<string, number>();
+  const pattern = new RegExp(`^${metric}\\{verb="([A-Z]+)",${label}="([^"]+)"\\} (\\S+)$`);
   for (const line of text.split('\n')) {
-    const m = /^tote_kube_request_duration_seconds_count\{verb="([A-Z]+)",resource="([^"]+)"\} (\S+)$/.exec(line);
+    const m = pattern.exec(line);
     if (m) counts.set(`${m[1]} ${m[2]}`, Number(m[3]));
   }
   return counts;
@@ -594,14 +595,19 @@ try {
     const h = burstHistogram('tote_kube_request_duration_seconds', `verb="${verb}"`);
     if (h.count > 0) apiLatency[verb] = latency(h);
   }
-  // The same window by verb and resource, as the controller counted its own requests.
-  const requestsByKind: Record<string, number> = {};
-  const endCounts = requestCounts(end);
-  const beforeCounts = requestCounts(before);
-  for (const [kind, n] of [...endCounts].sort((a, b) => b[1] - a[1])) {
-    const delta = n - (beforeCounts.get(kind) ?? 0);
-    if (delta > 0) requestsByKind[kind] = delta;
-  }
+  // The same window by verb and resource, and by verb and status code (a 409 is a write decided on a stale copy), as
+  // the controller counted its own requests.
+  const countsOver = (metric: string, label: string): Record<string, number> => {
+    const out: Record<string, number> = {};
+    const from = requestCounts(before, metric, label);
+    for (const [kind, n] of [...requestCounts(end, metric, label)].sort((a, b) => b[1] - a[1])) {
+      const delta = n - (from.get(kind) ?? 0);
+      if (delta > 0) out[kind] = delta;
+    }
+    return out;
+  };
+  const requestsByKind = countsOver('tote_kube_request_duration_seconds_count', 'resource');
+  const requestsByCode = countsOver('tote_kube_requests_total', 'code');
   const sortedMem = [...memSamples].sort((a, b) => a - b);
   const result = {
     nodes: nodeCount,
@@ -633,6 +639,7 @@ try {
     api_requests_per_record: Number((incidentRequests / Math.max(1, recordList.items.length)).toFixed(2)),
     incident_api_requests: Math.round(incidentRequests),
     incident_api_requests_by_kind: requestsByKind,
+    incident_api_requests_by_code: requestsByCode,
     burst_api_requests: requestsBurst,
     burst_api_rps: Number((requestsBurst / burstSeconds).toFixed(2)),
     idle_api_rps: Number(idleApiRps.toFixed(3)),
