@@ -82,7 +82,7 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = [], options:
     return reconcileRecord(c, 'team/r', ctx);
   };
   const salvageable = async () => (await metrics.salvageable.get()).values[0]?.value ?? 0;
-  return { clock, reconcile, salvageable, current: () => current, imports, enqueued };
+  return { clock, reconcile, salvageable, current: () => current, imports, enqueued, metrics };
 }
 
 describe('record reconciler metrics', () => {
@@ -131,5 +131,19 @@ describe('record reconciler: a finished transfer frees its source', () => {
     await settle();
     assert.notEqual(t.current().status?.phase, 'Transferring', 'the transfer finished');
     assert.deepEqual(t.enqueued, ['team/waiting']);
+  });
+});
+
+describe('record reconciler: one decision through several phases', () => {
+  it('counts the salvage when a finished transfer goes on through Restarting to Completed in one write', async () => {
+    const t = slotsTaken(record({ phase: 'Locating', digest }, { digest }), [], { slotsFree: true });
+    await t.reconcile(); // locates, then writes Transferring and starts the transfer, which succeeds at once
+    assert.equal(t.current().status?.phase, 'Transferring');
+    await settle();
+    await t.reconcile();
+    const history = (t.current().status?.history ?? []).map((h) => h.phase);
+    assert.equal(t.current().status?.phase, 'Completed', history.join(' → '));
+    assert.deepEqual(history.slice(-2), ['Restarting', 'Completed']);
+    assert.equal((await t.metrics.salvageSuccesses.get()).values[0]?.value ?? 0, 1);
   });
 });
