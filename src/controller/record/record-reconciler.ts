@@ -679,8 +679,10 @@ async function act(
                 return result;
               },
               (err: unknown) => {
-                // The source may have lost its copy: it no longer counts as a node that received the image, so the
-                // holders that seeded the tree serve again rather than records retrying a broken copy.
+                // The source may have lost its copy or its agent: what is cached about it is asked again before the
+                // retry picks a source (a cached "complete" would send every retry to a dead node), and it no longer
+                // counts as a node that received the image, so the holders that seeded the tree serve again.
+                c.agents.invalidate(action.source);
                 c.agents.forgetReceived(action.digest, action.source);
                 wakeRecordsLocating(c, action.digest, key);
                 throw err;
