@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { before, describe, it } from 'node:test';
@@ -45,13 +45,20 @@ describe('krew: config/krew/tote.yaml and hack/krew/archive.sh', () => {
     }
   });
 
-  it('what krew unpacks is the plugin kubectl runs', async () => {
+  it('what krew installs from the manifest is the plugin kubectl runs, every command loading', async () => {
     const unpacked = tempDir('tote-krew-unpacked-');
     await run('tar', ['xzf', join(out, `kubectl-tote-v${version}.tar.gz`), '-C', unpacked]);
+    // As krew does: only what the manifest's files name moves into the plugin's directory.
+    const installed = tempDir('tote-krew-installed-');
     const platform = manifest.spec.platforms[0]!;
-    for (const file of platform.files) assert.ok(readFileSync(join(unpacked, file.from)).length > 0, file.from);
-    const path = [unpacked, join(repoRoot, 'node_modules/.bin'), process.env.PATH].join(':');
+    for (const file of platform.files)
+      cpSync(join(unpacked, file.from), join(installed, file.to, file.from), { recursive: true });
+    const path = [installed, join(repoRoot, 'node_modules/.bin'), process.env.PATH].join(':');
     const { stdout } = await run(env.kubectl, ['tote', '--help'], { env: { ...process.env, PATH: path } });
     assert.match(stdout, /^usage: kubectl tote <command>/);
+    // A command's own flags come from its chunk: the entry alone cannot print them.
+    const why = await run(env.kubectl, ['tote', 'why', '--help'], { env: { ...process.env, PATH: path } });
+    assert.match(why.stdout + why.stderr, /--namespace|-n\b/);
+    assert.ok(readFileSync(join(installed, 'LICENSES.txt'), 'utf8').length > 0, "the bundled code's licences");
   });
 });
