@@ -14,7 +14,7 @@ KWOK_VERSION=v0.8.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${TOTE_CACHE:-$HOME/.cache/tote}"
 bindir="$cache/bin/k8s-$K8S_VERSION"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok)
 
 missing=()
 for b in "${binaries[@]}"; do
