@@ -1,0 +1,123 @@
+// tote installed as a user installs it (issue 20, `TOTE_INSTALL=manifests make tote-up`): on real kubelets, the image
+// `make image-offline` assembles is loaded into every node's containerd (hack/image/load-nodes.sh, under the name the
+// manifests run), hack/certs/make-certs.sh makes and applies the certificates, and `kubectl apply -k config/default`
+// installs everything exactly as shipped. The controller Deployment and the agent DaemonSet then run as pods under the
+// kubelets, with their probes, RBAC, hostPaths, security contexts and in-cluster API address (docs/cluster.md).
+// Simulated nodes run no containers, so this needs real ones.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { V1Pod } from '@kubernetes/client-node';
+import { kubectl, repoRoot } from './cluster.ts';
+import type { ClusterEnv } from './cluster.ts';
+import { toteNamespace, totePaths } from './tote.ts';
+import { isPodReady, watchUntil } from './wait.ts';
+
+const run = promisify(execFile);
+
+export interface ManifestInstall {
+  /** The image reference the pods run (loaded into every node, never pulled). */
+  image: string;
+  /** make-certs.sh's output directory (CA, controller certificate, transfer keys). */
+  certs: string;
+  /** tote's CA certificate (PEM), which signs the agents' certificates. */
+  caCertificate: string;
+  controllers: V1Pod[];
+  agents: V1Pod[];
+}
+
+/** How `make tote-up` runs tote: TOTE_INSTALL=processes (the default) or manifests. */
+export function toteInstallMode(value = process.env.TOTE_INSTALL): 'processes' | 'manifests' {
+  if (value === undefined || value === '' || value === 'processes') return 'processes';
+  if (value === 'manifests') return value;
+  throw new Error(`TOTE_INSTALL must be processes or manifests, got "${value}"`);
+}
+
+async function must(result: Promise<{ code: number; stdout: string; stderr: string }>, what: string) {
+  const r = await result;
+  if (r.code !== 0) throw new Error(`${what}: ${r.stderr || r.stdout}`);
+  return r;
+}
+
+/** Loads the image, makes the certificates, applies config/default and waits until every pod is Ready. */
+export async function installToteManifests(env: ClusterEnv): Promise<ManifestInstall> {
+  if (env.kubelet !== 'real')
+    throw new Error(`tote from config/default needs real kubelets (TOTE_KUBELET=real); ${env.dir} has simulated nodes`);
+  const loaded = await run(join(repoRoot, 'hack/image/load-nodes.sh'), [], {
+    env: { ...process.env, TOTE_CLUSTER_DIR: env.dir },
+    timeout: 600_000,
+    maxBuffer: 16 << 20,
+  });
+  const image = loaded.stdout.trim();
+  // The namespace first, so the Secrets exist before the pods that mount them are created.
+  await must(kubectl(env, ['apply', '-f', join(repoRoot, 'config/default/namespace.yaml')]), 'the namespace');
+  const certs = totePaths(env).certs;
+  await run(join(repoRoot, 'hack/certs/make-certs.sh'), ['--out', certs, '--apply'], {
+    env: { ...process.env, TOTE_KUBECTL: env.kubectl, KUBECONFIG: env.kubeconfig },
+  });
+  await must(kubectl(env, ['apply', '-k', join(repoRoot, 'config/default')]), 'kubectl apply -k config/default');
+  const caCertificate = readFileSync(join(certs, 'ca.crt'), 'utf8');
+  return { image, certs, caCertificate, ...(await waitForToteRollout(env)) };
+}
+
+/**
+ * Waits until the Deployment's replicas and one agent per node are Ready (their probes pass) and no pod of an older
+ * rollout is left. The timeout error names the pods it saw.
+ */
+export async function waitForToteRollout(
+  env: ClusterEnv,
+  timeoutMs = 180_000,
+): Promise<{ controllers: V1Pod[]; agents: V1Pod[] }> {
+  const deployment = await must(
+    kubectl(env, ['get', 'deployment', 'tote-controller', '-n', toteNamespace, '-o', 'jsonpath={.spec.replicas}']),
+    'the controller Deployment',
+  );
+  const replicas = Number(deployment.stdout);
+  const ready = (p: V1Pod) => !p.metadata?.deletionTimestamp && isPodReady(p);
+  const named = (pods: ReadonlyMap<string, V1Pod>, name: string) =>
+    [...pods.values()].filter((p) => p.metadata?.labels?.['app.kubernetes.io/name'] === name);
+  return watchUntil<V1Pod, { controllers: V1Pod[]; agents: V1Pod[] }>(
+    env,
+    `/api/v1/namespaces/${toteNamespace}/pods`,
+    { labelSelector: 'app.kubernetes.io/part-of=tote' },
+    (pods) => {
+      const controllers = named(pods, 'tote-controller');
+      const agents = named(pods, 'tote-agent');
+      const agentNodes = new Set(agents.filter(ready).map((p) => p.spec?.nodeName));
+      const settled =
+        controllers.length === replicas &&
+        controllers.every(ready) &&
+        agents.length === env.nodes.length &&
+        env.nodes.every((n) => agentNodes.has(n));
+      return settled ? { controllers, agents } : undefined;
+    },
+    {
+      timeoutMs,
+      what: `${replicas} controller pods and an agent pod on each of ${env.nodes.join(', ')} Ready`,
+      describe: (pods) =>
+        [...pods.values()]
+          .map((p) => {
+            const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
+            return `${p.metadata?.name}@${p.spec?.nodeName} ${p.status?.phase}${ready(p) ? ' Ready' : ''}${waiting ? ` ${waiting.reason}: ${waiting.message}` : ''}`;
+          })
+          .join('; '),
+    },
+  );
+}
+
+/** Removes the controller Deployment and the agent DaemonSet (CRDs, records and RBAC stay), waiting for their pods. */
+export async function uninstallToteWorkloads(env: ClusterEnv): Promise<void> {
+  await must(
+    kubectl(env, [
+      'delete',
+      'deployment/tote-controller',
+      'daemonset/tote-agent',
+      '-n',
+      toteNamespace,
+      '--ignore-not-found',
+      '--wait',
+    ]),
+    'deleting tote’s workloads',
+  );
+}
