@@ -3,14 +3,17 @@
 // manifests run), hack/certs/make-certs.sh makes and applies the certificates, and `kubectl apply -k config/default`
 // installs everything exactly as shipped. The controller Deployment and the agent DaemonSet then run as pods under the
 // kubelets, with their probes, RBAC, hostPaths, security contexts and in-cluster API address (docs/cluster.md).
-// Simulated nodes run no containers, so this needs real ones.
+// installToteChart does the same with the Helm chart in config/helm/tote instead of config/default. Simulated nodes
+// run no containers, so this needs real ones.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
 import { kubectl, repoRoot } from './cluster.ts';
 import type { ClusterEnv } from './cluster.ts';
+import { chartDir, helm } from './helm.ts';
 import { toteNamespace, totePaths } from './tote.ts';
 import { isPodReady, watchUntil } from './wait.ts';
 
@@ -40,25 +43,70 @@ async function must(result: Promise<{ code: number; stdout: string; stderr: stri
   return r;
 }
 
+export interface InstallOptions {
+  /** The image reference when an earlier install loaded it into every node already (else it is built and loaded). */
+  loadedImage?: string;
+}
+
 /** Loads the image, makes the certificates, applies config/default and waits until every pod is Ready. */
-export async function installToteManifests(env: ClusterEnv): Promise<ManifestInstall> {
+export async function installToteManifests(env: ClusterEnv, options: InstallOptions = {}): Promise<ManifestInstall> {
+  const prepared = await prepareInstall(env, 'config/default', options);
+  await must(kubectl(env, ['apply', '-k', join(repoRoot, 'config/default')]), 'kubectl apply -k config/default');
+  return { ...prepared, ...(await waitForToteRollout(env)) };
+}
+
+/**
+ * The same with the Helm chart (release `tote` in tote-system): what config/default installed is removed first, apart
+ * from the Namespace and the CRDs, which the cluster had before (hack/cluster/up.sh applies crds/, the chart's source
+ * too), so the chart runs with crds.install=false. Waits until every pod is Ready.
+ */
+export async function installToteChart(env: ClusterEnv, options: InstallOptions = {}): Promise<ManifestInstall> {
+  const prepared = await prepareInstall(env, 'the chart', options);
+  const rendered = await must(
+    kubectl(env, ['kustomize', join(repoRoot, 'config/default')]),
+    'rendering config/default',
+  );
+  const installed = parseAllDocuments(rendered.stdout)
+    .map((doc) => doc.toJS() as { kind: string })
+    .filter((o) => o.kind !== 'Namespace' && o.kind !== 'CustomResourceDefinition');
+  await must(
+    kubectl(env, ['delete', '-f', '-', '--ignore-not-found', '--wait'], {
+      input: JSON.stringify({ kind: 'List', apiVersion: 'v1', items: installed }),
+    }),
+    'removing what config/default installed',
+  );
+  const result = await helm(
+    ['upgrade', '--install', 'tote', chartDir, `--namespace=${toteNamespace}`, '--set', 'crds.install=false'],
+    env,
+  );
+  if (result.code !== 0) throw new Error(`helm upgrade --install: ${result.stderr}`);
+  return { ...prepared, ...(await waitForToteRollout(env)) };
+}
+
+/** The image on every node, the namespace, and make-certs.sh's Secrets and ConfigMaps in it. */
+async function prepareInstall(
+  env: ClusterEnv,
+  what: string,
+  options: InstallOptions,
+): Promise<Omit<ManifestInstall, 'controllers' | 'agents'>> {
   if (env.kubelet !== 'real')
-    throw new Error(`tote from config/default needs real kubelets (TOTE_KUBELET=real); ${env.dir} has simulated nodes`);
-  const loaded = await run(join(repoRoot, 'hack/image/load-nodes.sh'), [], {
-    env: { ...process.env, TOTE_CLUSTER_DIR: env.dir },
-    timeout: 600_000,
-    maxBuffer: 16 << 20,
-  });
-  const image = loaded.stdout.trim();
+    throw new Error(`tote from ${what} needs real kubelets (TOTE_KUBELET=real); ${env.dir} has simulated nodes`);
+  const image =
+    options.loadedImage ??
+    (
+      await run(join(repoRoot, 'hack/image/load-nodes.sh'), [], {
+        env: { ...process.env, TOTE_CLUSTER_DIR: env.dir },
+        timeout: 600_000,
+        maxBuffer: 16 << 20,
+      })
+    ).stdout.trim();
   // The namespace first, so the Secrets exist before the pods that mount them are created.
   await must(kubectl(env, ['apply', '-f', join(repoRoot, 'config/default/namespace.yaml')]), 'the namespace');
   const certs = totePaths(env).certs;
   await run(join(repoRoot, 'hack/certs/make-certs.sh'), ['--out', certs, '--apply'], {
     env: { ...process.env, TOTE_KUBECTL: env.kubectl, KUBECONFIG: env.kubeconfig },
   });
-  await must(kubectl(env, ['apply', '-k', join(repoRoot, 'config/default')]), 'kubectl apply -k config/default');
-  const caCertificate = readFileSync(join(certs, 'ca.crt'), 'utf8');
-  return { image, certs, caCertificate, ...(await waitForToteRollout(env)) };
+  return { image, certs, caCertificate: readFileSync(join(certs, 'ca.crt'), 'utf8') };
 }
 
 /**
