@@ -268,7 +268,7 @@ real_containerd_start() {
     nsenter --mount="$(real_mntns "$n")" --net="/run/netns/$(real_netns "$n")" -- "$bin" --config "$d/config.toml"
 }
 
-# real_node_start NODE KUBELET_BIN — imports the pause image, then starts the kubelet in the node's namespace.
+# real_node_start NODE KUBELET_BIN — imports the pause image, then starts the kubelet in the node's namespaces.
 real_node_start() {
   local n=$1 kubelet=$2 d="$CLUSTER_DIR/nodes/$1" ctr ip
   ctr="$(dirname "$(<"$d/containerd-binary")")/ctr"
@@ -285,6 +285,11 @@ real_node_start() {
 real_proxy_start() {
   local n=$1 d="$CLUSTER_DIR/nodes/$1"
   start "kube-proxy-$n" nsenter --net="/run/netns/$(real_netns "$n")" -- "$2" --config="$d/kube-proxy.yaml" --v=1
+}
+
+# real_proxy_synced NODE — kube-proxy's /healthz answers 200 once it has synced its rules with the API server.
+real_proxy_synced() {
+  nsenter --net="/run/netns/$(real_netns "$1")" curl -sf --max-time 2 http://127.0.0.1:10256/healthz
 }
 
 # --- teardown (down.sh) ----------------------------------------------------------------------------------------------

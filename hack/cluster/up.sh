@@ -273,6 +273,10 @@ node_ready() {
 for n in "${nodes[@]}"; do
   COMPONENT=$(node_component "$n") wait_until 60 "node $n to be Ready" node_ready "$n"
 done
+# Services (the in-cluster API address first of all) work once each kube-proxy has written its rules.
+if [[ $kubelet_kind == real ]]; then
+  for n in "${nodes[@]}"; do COMPONENT="kube-proxy-$n" wait_until 30 "kube-proxy of $n" real_proxy_synced "$n"; done
+fi
 if [[ ${#crds[@]} -gt 0 ]]; then
   "$kubectl" "${kc[@]}" wait --for=condition=Established --timeout=30s -f "$crd_dir" >>"$LOGS/crds.log"
 fi
