@@ -1,5 +1,6 @@
-// Builds what the container image runs: one ES module, dist/tote.mjs, with tote and every dependency it uses bundled
-// by esbuild (`make build`; the Dockerfile and hack/image/build-offline.sh call it).
+// Builds what the container image runs: dist/tote.mjs, with tote and every dependency it uses bundled by esbuild and
+// split into chunks under dist/chunks/ that each command loads when it runs (`make build`; the Dockerfile and
+// hack/image/build-offline.sh call it and copy the whole of dist/).
 //
 // Why a bundle and not tsc's file-per-module output plus node_modules: Node keeps every loaded module's source and
 // compiled code alive, and @kubernetes/client-node alone loads ~1,500 files (every generated API and model) — 90 MB of
@@ -22,6 +23,10 @@ const result = await build({
   outdir,
   outExtension: { '.js': '.mjs' },
   bundle: true,
+  // Split at the command imports of src/cmd/tote.ts: `tote agent` loads its own chunks and the ones it shares, never
+  // the controller's (the agent runs on every node; its idle memory is paid once per node).
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   platform: 'node',
   format: 'esm',
   target: 'node24',

@@ -11,6 +11,7 @@ import { ensureTote } from '../../test/support/tote.ts';
 import type { ToteProcess } from '../../test/support/tote.ts';
 import { deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../../test/support/salvage.ts';
 import { logger, report, seconds } from '../lib/report.ts';
+import { spreadOf } from '../lib/spread.ts';
 
 const log = logger('bench-fanout');
 const sizeMb = Number(process.env.TOTE_BENCH_FANOUT_MB ?? 100);
@@ -70,14 +71,7 @@ for (const [node, after] of sentAfter) {
   if (delta > 0) sentBy[node] = delta;
 }
 const totalSent = Object.values(sentBy).reduce((a, b) => a + b, 0);
-const sources: Record<string, number> = {};
-for (const r of records) sources[r.status?.sourceNode ?? '?'] = (sources[r.status?.sourceNode ?? '?'] ?? 0) + 1;
-// The tree: each target's depth is one more than its source's (the first source is 0), so the deepest target says how
-// many rounds of copies the spread took; with one transfer per source a round doubles the holders.
-const sourceOf = new Map(records.map((r) => [r.spec.targetNode, r.status?.sourceNode ?? source]));
-const depthOf = (node: string, seen = 0): number =>
-  node === source || seen > records.length ? 0 : 1 + depthOf(sourceOf.get(node) ?? source, seen + 1);
-const treeDepth = Math.max(0, ...targets.map((t) => depthOf(t)));
+const spread = spreadOf(records, new Set([source]));
 const durations = records
   .map((r) => {
     const h = r.status?.history ?? [];
@@ -98,10 +92,10 @@ report('fanout', {
   bytes_sent_by_node: sentBy,
   source_bytes_over_image_bytes: Number((totalSent / imageBytes).toFixed(2)),
   bytes_read_from_source_node: sentBy[source] ?? 0,
-  records_by_source: sources,
+  records_by_source: spread.records_by_source,
   source_reads: Number(((sentBy[source] ?? 0) / imageBytes).toFixed(2)),
-  tree_depth: treeDepth,
-  s_per_doubling: treeDepth > 0 ? seconds((recordsDone - started) / treeDepth) : null,
+  tree_depth: spread.tree_depth,
+  s_per_doubling: spread.tree_depth > 0 ? seconds((recordsDone - started) / spread.tree_depth) : null,
   transfer_s_min: durations[0] ?? null,
   transfer_s_max: durations.at(-1) ?? null,
   aggregate_mb_per_s: Number(((targets.length * imageBytes) / 1e6 / ((recordsDone - started) / 1000)).toFixed(1)),

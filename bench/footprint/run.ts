@@ -20,19 +20,22 @@ const sizeMb = Number(process.env.TOTE_BENCH_FOOTPRINT_MB ?? 100);
 const nodeFlags = (process.env.TOTE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const runId = `m${Date.now().toString(36)}`;
 
-/** VmRSS or VmHWM of `pid` in MB. */
-function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+/**
+ * VmRSS, VmHWM or RssAnon of `pid` in MB. RssAnon is the process's own memory (heap, malloc); the rest of VmRSS is
+ * mostly the node binary's pages, shared with every other Node process started from the same file.
+ */
+function statusMb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
     .find((l) => l.startsWith(`${field}:`));
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
 }
 
-/** The median of ten VmRSS samples, one second apart. */
-async function residentMb(pid: number): Promise<number> {
+/** The median of ten samples of VmRSS (or RssAnon), one second apart. */
+async function residentMb(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): Promise<number> {
   const samples: number[] = [];
   for (let i = 0; i < 10; i++) {
-    samples.push(statusMb(pid, 'VmRSS'));
+    samples.push(statusMb(pid, field));
     await sleep(1000);
   }
   samples.sort((a, b) => a - b);
@@ -40,11 +43,12 @@ async function residentMb(pid: number): Promise<number> {
 }
 
 /** A Node process that does nothing, with the flags tote runs with. */
-async function bareNodeMb(): Promise<number> {
+async function bareNodeMb(): Promise<{ rss: number; anon: number }> {
   const child = spawn(process.execPath, [...nodeFlags, '-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
   try {
     await sleep(3000);
-    return await residentMb(child.pid ?? 0);
+    const [rss, anon] = await Promise.all([residentMb(child.pid ?? 0), residentMb(child.pid ?? 0, 'RssAnon')]);
+    return { rss, anon };
   } finally {
     child.kill();
   }
@@ -60,8 +64,12 @@ const controller = tote.controller;
 log(`idle for ${settleMs / 1000} s`);
 await sleep(settleMs);
 const bare = await bareNodeMb();
-const [agentIdle, controllerIdle] = await Promise.all([residentMb(agent.pid), residentMb(controller.pid)]);
-log(`bare ${bare} MB, agent ${agentIdle} MB, controller ${controllerIdle} MB idle; salvaging ${sizeMb} MB`);
+const [agentIdle, agentIdleAnon, controllerIdle] = await Promise.all([
+  residentMb(agent.pid),
+  residentMb(agent.pid, 'RssAnon'),
+  residentMb(controller.pid),
+]);
+log(`bare ${bare.rss} MB, agent ${agentIdle} MB, controller ${controllerIdle} MB idle; salvaging ${sizeMb} MB`);
 
 const ns = await testNamespace(env, { name: 'bench-footprint' });
 await scopedPolicy(env, ns, {});
@@ -75,8 +83,9 @@ await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'Completed', { 
 await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 300_000 });
 log(`salvaged; idle for ${settleMs / 1000} s again`);
 await sleep(settleMs);
-const [agentAfter, sourceAfter, controllerAfter] = await Promise.all([
+const [agentAfter, agentAfterAnon, sourceAfter, controllerAfter] = await Promise.all([
   residentMb(agent.pid),
+  residentMb(agent.pid, 'RssAnon'),
   residentMb(source.pid),
   residentMb(controller.pid),
 ]);
@@ -84,12 +93,16 @@ await ns.delete();
 report('footprint', {
   node_flags: nodeFlags.join(' '),
   image_bytes: image.platforms[0]?.layers.reduce((sum, l) => sum + l.size, 0) ?? 0,
-  bare_node_rss_mb: bare,
+  bare_node_rss_mb: bare.rss,
   agent_idle_rss_mb: agentIdle,
   agent_after_transfer_rss_mb: agentAfter,
+  // The process's own memory, without the shared pages of the node binary.
+  bare_node_anon_mb: bare.anon,
+  agent_idle_anon_mb: agentIdleAnon,
+  agent_after_transfer_anon_mb: agentAfterAnon,
   agent_peak_rss_mb: Number(statusMb(agent.pid, 'VmHWM').toFixed(1)),
   source_agent_after_transfer_rss_mb: sourceAfter,
   controller_idle_rss_mb: controllerIdle,
   controller_after_transfer_rss_mb: controllerAfter,
-  note: 'median of ten VmRSS samples 1 s apart, after a settle; peak is the target agent VmHWM',
+  note: 'median of ten VmRSS (anon: RssAnon) samples 1 s apart, after a settle; peak is the target agent VmHWM',
 });

@@ -7,7 +7,8 @@
 // The controller's API requests are counted by the API server itself: a FlowSchema matching only the controller's
 // ServiceAccount, read from apiserver_flowcontrol_dispatched_requests_total.
 // Settings: TOTE_BENCH_NODES (500), TOTE_BENCH_PODS (5000), TOTE_BENCH_FAILING (200), TOTE_BENCH_IMAGES (20),
-// TOTE_BENCH_IDLE_SECONDS (60).
+// TOTE_BENCH_IDLE_SECONDS (60), TOTE_BENCH_MAX_TRANSFERS (the policy's maxConcurrentTransfers, 64), TOTE_BENCH_REPORT
+// (the result's name, scale).
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -31,6 +32,7 @@ import {
 } from '../../test/support/tote.ts';
 import { watchUntil } from '../../test/support/wait.ts';
 import { logger, percentile, processMemory, report, seconds } from '../lib/report.ts';
+import { spreadOf } from '../lib/spread.ts';
 import type { AgentsConfig } from './agents.ts';
 
 const run = promisify(execFile);
@@ -40,6 +42,9 @@ const podCount = Number(process.env.TOTE_BENCH_PODS ?? 5000);
 const failingCount = Number(process.env.TOTE_BENCH_FAILING ?? 200);
 const imageCount = Number(process.env.TOTE_BENCH_IMAGES ?? 20);
 const idleSeconds = Number(process.env.TOTE_BENCH_IDLE_SECONDS ?? 60);
+const maxConcurrentTransfers = Number(process.env.TOTE_BENCH_MAX_TRANSFERS ?? 64);
+// `make bench-fanout` runs this with one image on one node and a failing pod on every other node, as fanout-wide.
+const reportName = process.env.TOTE_BENCH_REPORT ?? 'scale';
 // Fresh namespaces per run: an earlier run's may still be terminating.
 const runId = Date.now().toString(36);
 const namespaces = Array.from({ length: 10 }, (_, i) => `bench-scale-${runId}-${i}`);
@@ -412,7 +417,7 @@ try {
     metadata: { name: 'bench-scale' },
     spec: {
       namespaceSelector: { matchLabels: { 'tote-bench/scale': 'true' } },
-      limits: { maxConcurrentTransfers: 64 },
+      limits: { maxConcurrentTransfers },
     },
   });
 
@@ -577,6 +582,13 @@ try {
     if (h.count > 0) apiLatency[verb] = latency(h);
   }
   const sortedMem = [...memSamples].sort((a, b) => a - b);
+  const spreads = images.map((image) =>
+    spreadOf(
+      recordList.items.filter((r) => r.status?.digest === image.target.digest),
+      new Set(image.holders),
+    ),
+  );
+  const deepest = Math.max(0, ...spreads.map((x) => x.tree_depth));
   const result = {
     nodes: nodeCount,
     pods: podCount,
@@ -589,6 +601,11 @@ try {
     record_phases: phases,
     all_finished: recordList.items.every((r) => finishedPhases.has(r.status?.phase ?? '')),
     burst_seconds: Number(burstSeconds.toFixed(1)),
+    // Per image, read from the records (bench/lib/spread.ts): the most any image's first holder was read, the most
+    // rounds of copies any image took, and the burst's time per round.
+    source_reads: Math.max(0, ...spreads.map((x) => x.source_reads)),
+    tree_depth: deepest,
+    s_per_doubling: deepest > 0 ? Number((burstSeconds / deepest).toFixed(2)) : null,
     rss_mb: final.hwm_mb,
     rss_baseline_mb: baseline.rss_mb,
     rss_with_pods_mb: afterPods.rss_mb,
@@ -618,7 +635,7 @@ try {
       "failing pods are bare pods (no owner), so Restarting leaves them to the kubelet and records end Completed without a pod deletion; p50/p99 interpolated inside the histogram buckets like histogram_quantile; own_reconcile is a reconcile's duration less the API requests it waited for (tote_reconcile_own_duration_seconds); API requests counted by the API server through a FlowSchema matching only the controller ServiceAccount",
     seconds_total: seconds(performance.now()),
   };
-  report('scale', result);
+  report(reportName, result);
 } finally {
   log('cleaning up: namespaces, nodes, policy, flow schema; stopping agents, kwok and the controller');
   const proc = runningProcess(paths, 'controller-0');

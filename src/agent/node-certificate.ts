@@ -57,7 +57,7 @@ export class NodeCertificate {
   /** One request, start to finish: a new key, a CertificateSigningRequest, the signed certificate, checked. */
   async request(): Promise<TlsMaterial> {
     const { kube, node, lifetimeMs } = this.#options;
-    const { requestPem, keyPem } = await createAgentCertificateRequest(node);
+    const { requestPem, keyPem } = createAgentCertificateRequest(node);
     const created = await kube.create<V1CertificateSigningRequest>(resources.certificateSigningRequests, {
       apiVersion: 'certificates.k8s.io/v1',
       kind: 'CertificateSigningRequest',

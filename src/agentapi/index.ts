@@ -4,7 +4,7 @@ export * from './blob-http.ts';
 export * from './client.ts';
 export * from './errors.ts';
 export * from './identity.ts';
-export * from './pki.ts';
+export * from './certificate-request.ts';
 export * from './tls-files.ts';
 export * from './tls.ts';
 export * from './token.ts';

@@ -4,7 +4,7 @@ import { errorMessage } from '../api/index.ts';
 import { parseControllerConfig } from '../runtime/config/index.ts';
 import { watchedTlsFiles } from '../agentapi/index.ts';
 import type { RenewableTls } from '../agentapi/index.ts';
-import type { SigningAuthority } from '../agentapi/index.ts';
+import type { SigningAuthority } from '../controller/agents/pki.ts';
 import { startController } from '../controller/manager.ts';
 import type { ControllerConfig } from '../runtime/config/index.ts';
 import type { Logger } from '../runtime/logging.ts';

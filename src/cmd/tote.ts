@@ -3,22 +3,41 @@
 // `salvage` are for people. The same program is kubectl's plugin when installed under the name `kubectl-tote`
 // (`kubectl tote status`): kubectl runs it with the words after `tote`.
 import { basename } from 'node:path';
-import { runAgent } from './agent.ts';
-import { runController } from './controller.ts';
-import { runDoctor } from './doctor.ts';
-import { runMigrate } from './migrate/index.ts';
-import { runSalvage } from './plugin/salvage.ts';
-import { runStatus } from './plugin/status.ts';
-import { runWhy } from './plugin/why.ts';
 
-const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
-  controller: { run: runController, help: 'watch for pods stuck on lost images and salvage them (a Deployment)' },
-  agent: { run: runAgent, help: 'serve one node’s images to the controller and to peers (a DaemonSet)' },
-  doctor: { run: runDoctor, help: 'check that tote is installed and able to salvage; non-zero exit on problems' },
-  status: { run: runStatus, help: 'records in flight, endangered images and their copies, the controller and agents' },
-  why: { run: runWhy, help: 'POD: in scope or not, which policy, which record, what happens next' },
-  salvage: { run: runSalvage, help: 'POD: ask tote to put the pod’s image on its node (creates the SalvageRecord)' },
-  migrate: { run: runMigrate, help: 'records | policy: the way over from tote 0.x (docs/migrating.md)' },
+type Run = (argv: string[]) => Promise<number>;
+
+// Each command is imported only when it runs: the agent, paid for on every node, never evaluates the controller's
+// modules (its signer's X.509 library alone is 12.5 MB resident) nor the people's commands (docs/benchmarks.md,
+// "Footprint"). hack/build.ts splits the bundle along these imports.
+const commands: Record<string, { load: () => Promise<Run>; help: string }> = {
+  controller: {
+    load: async () => (await import('./controller.ts')).runController,
+    help: 'watch for pods stuck on lost images and salvage them (a Deployment)',
+  },
+  agent: {
+    load: async () => (await import('./agent.ts')).runAgent,
+    help: 'serve one node’s images to the controller and to peers (a DaemonSet)',
+  },
+  doctor: {
+    load: async () => (await import('./doctor.ts')).runDoctor,
+    help: 'check that tote is installed and able to salvage; non-zero exit on problems',
+  },
+  status: {
+    load: async () => (await import('./plugin/status.ts')).runStatus,
+    help: 'records in flight, endangered images and their copies, the controller and agents',
+  },
+  why: {
+    load: async () => (await import('./plugin/why.ts')).runWhy,
+    help: 'POD: in scope or not, which policy, which record, what happens next',
+  },
+  salvage: {
+    load: async () => (await import('./plugin/salvage.ts')).runSalvage,
+    help: 'POD: ask tote to put the pod’s image on its node (creates the SalvageRecord)',
+  },
+  migrate: {
+    load: async () => (await import('./migrate/index.ts')).runMigrate,
+    help: 'records | policy: the way over from tote 0.x (docs/migrating.md)',
+  },
 };
 
 /** `kubectl tote` when kubectl runs this as its plugin, else `tote`. */
@@ -40,4 +59,4 @@ if (!command) {
   process.stderr.write(`${name ? `${program}: unknown command "${name}"\n\n` : ''}${usage()}\n`);
   process.exit(2);
 }
-process.exitCode = await command.run(rest);
+process.exitCode = await (await command.load())(rest);

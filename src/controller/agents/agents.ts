@@ -237,6 +237,11 @@ export class AgentDirectory {
     return new Set([...(this.#received.get(digest) ?? [])].filter(([, until]) => until > now).map(([node]) => node));
   }
 
+  /** `node` failed to serve `digest`: it is no longer trusted as a node that received it. */
+  forgetReceived(digest: string, node: string): void {
+    this.#received.get(digest)?.delete(node);
+  }
+
   #hint(digest: string, node: string, ttlMs = holderHintTtlMs): void {
     const nodes = this.#holderHints.get(digest) ?? new Map<string, number>();
     const until = this.#clock.now() + ttlMs;

@@ -5,7 +5,8 @@
 // ServiceAccount token bound to node N (and, for a pod-bound token, by a live agent pod on N) and asks for exactly
 // urn:tote:node:N — a compromised node can never obtain another node's identity.
 import type { V1CertificateSigningRequest, V1Pod } from '@kubernetes/client-node';
-import { identityUri, readCertificateRequest } from '../../agentapi/index.ts';
+import { identityUri } from '../../agentapi/index.ts';
+import { readCertificateRequest } from './pki.ts';
 
 const extraKey = (field: string) => `authentication.kubernetes.io/${field}`;
 

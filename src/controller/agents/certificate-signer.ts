@@ -13,8 +13,9 @@ import type {
 } from '@kubernetes/client-node';
 import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
-import { agentSignerName, issueCertificate } from '../../agentapi/index.ts';
-import type { SigningAuthority } from '../../agentapi/index.ts';
+import { agentSignerName } from '../../agentapi/index.ts';
+import { issueCertificate } from './pki.ts';
+import type { SigningAuthority } from './pki.ts';
 import type { Clock } from '../../runtime/clock.ts';
 import { createInformer, enqueueHandler, waitForCacheSync } from '../../runtime/informer.ts';
 import type { Informer } from '../../runtime/informer.ts';

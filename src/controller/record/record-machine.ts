@@ -464,9 +464,11 @@ function locating(step: Step): void {
     step.requeue(5_000);
     return;
   }
-  const free = candidates.filter((c) => (c.serving ?? 0) < step.settings.transfersPerSource);
+  const servers = treeServers(candidates);
+  const free = servers.filter((c) => (c.serving ?? 0) < step.settings.transfersPerSource);
   if (free.length === 0) {
-    const message = `waiting for a free source: every node holding ${digest} (${nodes}) is serving ${step.settings.transfersPerSource} transfer(s) of it; each node that finishes serves the next`;
+    const serverNodes = servers.map((c) => c.node).join(', ');
+    const message = `waiting for a free source: every node serving ${digest} (${serverNodes}) is serving ${step.settings.transfersPerSource} transfer(s) of it; each node that finishes serves the next`;
     if (step.status.message !== message) step.status.message = message;
     step.requeue(1_000);
     return;
@@ -496,6 +498,24 @@ function provablyCorrupt(step: Step): boolean {
     obs.pods.some((p) => p.missingContent !== undefined) &&
     (obs.candidates ?? []).some((c) => c.node !== step.record.spec.targetNode)
   );
+}
+
+/**
+ * How many nodes must have received an image before the nodes that held it first stop serving it: like the root of a
+ * binary tree, the first source seeds two copies and the copies serve the rest. The first source is the one to spare:
+ * often the last original copy, on a node that may be draining or running production work, and with one transfer per
+ * source, seeding two costs no round (round one copies to one node, round two from both; by round three the received
+ * copies outnumber what the first source would add).
+ */
+export const seedCopies = 2;
+
+/**
+ * The holders that may serve: once `seedCopies` nodes have received the image (alive, same platform: they are
+ * candidates), only those; before that, every holder.
+ */
+function treeServers(candidates: SourceCandidate[]): SourceCandidate[] {
+  const received = candidates.filter((c) => c.received);
+  return received.length >= seedCopies ? received : candidates;
 }
 
 /**

@@ -624,6 +624,9 @@ async function act(
                 return result;
               },
               (err: unknown) => {
+                // The source may have lost its copy: it no longer counts as a node that received the image, so the
+                // holders that seeded the tree serve again rather than records retrying a broken copy.
+                c.agents.forgetReceived(action.digest, action.source);
                 wakeRecordsLocating(c, action.digest, key);
                 throw err;
               },

@@ -2,11 +2,11 @@
 // mismatched set is reported and the current material kept.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTlsFiles, reloadTlsFiles, RenewableTls } from '../../../src/agentapi/index.ts';
+import { selfSignedP256 } from '../../support/self-signed.ts';
 import type { TlsMaterial } from '../../../src/agentapi/index.ts';
 
 describe('reloadTlsFiles', () => {
@@ -14,28 +14,8 @@ describe('reloadTlsFiles', () => {
   const files = () => ({ ca: join(dir, 'ca.crt'), cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') });
   /** A fresh self-signed key pair written to `name`.crt/.key. */
   const pair = (name: string) => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-        '-keyout',
-        join(dir, `${name}.key`),
-        '-out',
-        join(dir, `${name}.crt`),
-      ],
-      { stdio: 'ignore' },
-    );
-    return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
+    const { certPem, keyPem } = selfSignedP256(name);
+    return { cert: Buffer.from(certPem), key: Buffer.from(keyPem) };
   };
   const install = (p: { cert: Buffer; key: Buffer }) => {
     writeFileSync(files().cert, p.cert);

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
-import 'reflect-metadata'; // before @peculiar/x509, as in src/agentapi/pki.ts
+import 'reflect-metadata'; // before @peculiar/x509, as in src/controller/agents/pki.ts
 import * as x509 from '@peculiar/x509';
 import type { V1CertificateSigningRequest, V1Pod } from '@kubernetes/client-node';
 import { createAgentCertificateRequest } from '../../../src/agentapi/index.ts';
@@ -34,7 +34,7 @@ async function csr(
     V1CertificateSigningRequest['spec']
   > = {},
 ): Promise<V1CertificateSigningRequest> {
-  const request = options.request ?? (await createAgentCertificateRequest(options.node ?? 'node-a')).requestPem;
+  const request = options.request ?? createAgentCertificateRequest(options.node ?? 'node-a').requestPem;
   return {
     metadata: { name: 'tote-agent-node-a-x' },
     spec: {

@@ -191,7 +191,7 @@ describe('decide: locating', () => {
     const d = decide(locating, observation({ candidates: busy, transferSlotFree: true }));
     assert.equal(d.status?.phase, 'Locating');
     assert.deepEqual(types(d.actions), []);
-    assert.match(d.status?.message ?? '', /waiting for a free source: every node holding .* \(node-a, node-c\)/);
+    assert.match(d.status?.message ?? '', /waiting for a free source: every node serving .* \(node-a, node-c\)/);
     assert.equal(d.requeueAfterMs, 1000);
   });
 
@@ -215,6 +215,32 @@ describe('decide: locating', () => {
     ];
     const d = decide(locating, observation({ candidates, transferSlotFree: true }));
     assert.equal(d.status?.sourceNode, 'node-c');
+  });
+
+  it('once two nodes have received the image, the first source is spared: the received copies serve the rest', () => {
+    const candidates = [
+      { node: 'node-a', serving: 0 },
+      { node: 'node-c', serving: 1, received: true },
+      { node: 'node-d', serving: 1, received: true },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }));
+    assert.equal(d.status?.phase, 'Locating', 'node-a is free, yet waiting for node-c or node-d reads it less');
+    assert.deepEqual(types(d.actions), []);
+    assert.match(d.status?.message ?? '', /every node serving .* \(node-c, node-d\)/);
+    const freed = candidates.map((c) => (c.node === 'node-d' ? { ...c, serving: 0 } : c));
+    assert.equal(
+      decide(locating, observation({ candidates: freed, transferSlotFree: true })).status?.sourceNode,
+      'node-d',
+    );
+  });
+
+  it('with one node received so far, the first source still serves: it seeds the second copy', () => {
+    const candidates = [
+      { node: 'node-a', serving: 0 },
+      { node: 'node-c', serving: 1, received: true },
+    ];
+    const d = decide(locating, observation({ candidates, transferSlotFree: true }));
+    assert.equal(d.status?.sourceNode, 'node-a');
   });
 
   it('the image already complete on the target → straight to Restarting', () => {

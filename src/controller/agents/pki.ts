@@ -1,37 +1,18 @@
-// tote's own small PKI for agent identities: an agent makes a key pair that never leaves its node and asks for a
-// certificate through a Kubernetes CertificateSigningRequest; the controller, tote's signer, checks the request and
-// issues a short-lived certificate naming exactly that node (docs/security.md, "Agent identities").
+// The signer's half of tote's PKI for agent identities (docs/security.md, "Agent identities"): an agent asks for a
+// certificate through a Kubernetes CertificateSigningRequest (src/agentapi/certificate-request.ts); the controller,
+// tote's signer, reads and checks the request and issues a short-lived certificate naming exactly that node.
 //
-// X.509 and PKCS#10 encoding come from @peculiar/x509 (docs/adr/0005-x509-library.md): node:crypto parses certificates
-// but can neither build a request nor issue a certificate. Keys and signatures stay in WebCrypto (node:crypto).
+// PKCS#10 parsing and X.509 encoding come from @peculiar/x509 (docs/adr/0005-x509-library.md): node:crypto parses
+// certificates but can neither read a request nor issue a certificate. Keys and signatures stay in WebCrypto
+// (node:crypto). Only the controller loads this module.
 import 'reflect-metadata';
-import { createPrivateKey, webcrypto, X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { createPrivateKey, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { identityUri, uriSans } from './identity.ts';
 
 x509.cryptoProvider.set(webcrypto);
 
-/** The signerName of agent certificates in CertificateSigningRequests. */
-export const agentSignerName = 'tote.dev/agent';
-
 const subjectAltNameOid = '2.5.29.17';
 type KeyAlgorithm = { name: string; namedCurve?: string; modulusLength?: number };
-const ecdsaP256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-
-/** A fresh ECDSA P-256 key pair and a PKCS#10 request, signed with it, for `urn:tote:node:<node>`. */
-export async function createAgentCertificateRequest(node: string): Promise<{ requestPem: string; keyPem: string }> {
-  const keys = await webcrypto.subtle.generateKey(ecdsaP256, true, ['sign', 'verify']);
-  const request = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ O: ['tote'] }, { CN: [`tote-agent ${node}`.slice(0, 64)] }],
-    keys,
-    signingAlgorithm: ecdsaP256,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identityUri({ kind: 'agent', node }) }]),
-    ],
-  });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { requestPem: request.toString('pem'), keyPem: pemBlock('PRIVATE KEY', pkcs8) };
-}
 
 /** What a request asks for, once its self-signature is checked; tote's signer decides on this, never on raw bytes. */
 export interface CertificateRequestContents {
@@ -132,16 +113,4 @@ function randomSerial(): string {
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   return Buffer.from(bytes).toString('hex');
-}
-
-function pemBlock(label: string, der: Buffer): string {
-  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-/** A certificate's validity window and its identity URIs, from node:crypto's parser. */
-export function certificateFacts(pem: string | Buffer): { notBefore: Date; notAfter: Date; uris: string[] } {
-  const cert = new NodeX509Certificate(pem);
-  const uris = uriSans(cert.subjectAltName);
-  return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo), uris };
 }
