@@ -461,7 +461,7 @@ export interface SalvageRecordStatus {
    */
   sourceNode?: string;
   /**
-   * Every pod on the target node waiting for this image, at most 50.
+   * Every pod on the target node waiting for this image, at most 50. A pod this record restarted is listed in restartedPods instead: it is being replaced, not waiting.
    *
    * @maxItems 50
    */

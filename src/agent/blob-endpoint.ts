@@ -1,8 +1,9 @@
 // The HTTP/1.1 side of the agent's port: GET /v1/blobs/<digest> for peer agents (protocol in agentapi/blob-http.ts).
 // Agents ask for the `tote-blob/1` upgrade and get the raw bytes on the TLS stream; a plain GET gets an ordinary
-// response. Both stream with backpressure (pipeline): a slow target slows the file reads, nothing piles up here.
+// response. Both stream with backpressure: a slow target slows the file reads, nothing piles up here. A blob file is
+// sent through reused buffers (file-sender.ts); the content API's stream is piped.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ToteError } from '../api/errors.ts';
@@ -15,6 +16,7 @@ import {
   parseRangeOffset,
 } from '../agentapi/index.ts';
 import { openBlobForPeer } from './blob-service.ts';
+import { sendFileRange } from './file-sender.ts';
 import type { BlobServiceDeps } from './blob-service.ts';
 import type { AgentMetrics } from './metrics.ts';
 
@@ -28,7 +30,7 @@ export function blobEndpoint(
   metrics: AgentMetrics,
   countError: (operation: string, err: unknown) => void,
 ): BlobEndpoint {
-  /** Authorises and opens the blob a request names; counts the bytes as they are sent. */
+  /** Authorises and opens the blob a request names; `send` writes it to the response and counts the bytes sent. */
   const open = async (req: IncomingMessage, signal: AbortSignal) => {
     const url = req.url ?? '';
     if (req.method !== 'GET' || !url.startsWith(blobPathPrefix)) {
@@ -44,10 +46,17 @@ export function blobEndpoint(
     // Not percent-decoded: a digest never needs escaping, so anything escaped is simply not a digest.
     const digest = url.slice(blobPathPrefix.length);
     const offset = parseRangeOffset(req.headers.range);
-    const opened = await openBlobForPeer(deps, peer, { token, digest, offset }, signal);
+    const { size, source } = await openBlobForPeer(deps, peer, { token, digest, offset }, signal);
     const sent = metrics.bytesSent.labels({ peer: peer?.kind === 'agent' ? peer.node : 'unknown' });
-    opened.body.on('data', (chunk: Buffer) => sent.inc(chunk.length));
-    return { ...opened, offset };
+    const send = async (out: Writable): Promise<void> => {
+      if ('file' in source) {
+        await sendFileRange(source.file, { from: offset, to: size }, out, signal, (bytes) => sent.inc(bytes));
+        return;
+      }
+      source.stream.on('data', (chunk: Buffer) => sent.inc(chunk.length));
+      await pipeline(source.stream, out);
+    };
+    return { size, offset, send };
   };
 
   return {
@@ -55,13 +64,13 @@ export function blobEndpoint(
       const abort = new AbortController();
       res.on('close', () => abort.abort());
       const serve = async () => {
-        const { size, body, offset } = await open(req, abort.signal);
+        const { size, send, offset } = await open(req, abort.signal);
         res.writeHead(offset > 0 ? 206 : 200, {
           'content-type': 'application/octet-stream',
           'content-length': size - offset,
           ...(offset > 0 && offset < size ? { 'content-range': `bytes ${offset}-${size - 1}/${size}` } : {}),
         });
-        await pipeline(body, res);
+        await send(res);
       };
       serve().catch((err: unknown) => {
         if (abort.signal.aborted && !res.headersSent) return; // the peer went away: nobody to tell
@@ -85,13 +94,13 @@ export function blobEndpoint(
           throw new ToteError('terminal', 'UnknownUpgrade', `only the ${blobProtocol} upgrade is offered`);
         }
         if (head.length > 0) throw new ToteError('terminal', 'UnexpectedBody', 'a blob request carries no body');
-        const { size, body, offset } = await open(req, abort.signal);
+        const { size, send, offset } = await open(req, abort.signal);
         socket.write(
           `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${blobProtocol}\r\n` +
             `${blobLengthHeader}: ${size - offset}\r\n\r\n`,
         );
         upgraded = true;
-        await pipeline(body as Readable, socket);
+        await send(socket);
       };
       serve().catch((err: unknown) => {
         if (abort.signal.aborted && !upgraded) return;

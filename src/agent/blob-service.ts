@@ -4,6 +4,8 @@
 //
 // Bytes come straight from the blob file when the content store is mounted (content-dir.ts), else through containerd's
 // content API. Either way the reader is a stream with backpressure: nothing buffers more than a chunk or two.
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
 import { ToteError } from '../api/errors.ts';
@@ -41,13 +43,19 @@ export function checkPeerToken(
   return verifyTransferToken(deps.tokenPublicKey, token, { digest, source: deps.nodeName, target: peer.node });
 }
 
-/** Authorises a read of `digest` from `offset` and opens it: the blob's size and a stream of its bytes from there. */
+/**
+ * Where an opened blob's bytes come from: its file in the content directory (sent with reused buffers,
+ * file-sender.ts), or containerd's content API as a stream.
+ */
+export type BlobSource = { readonly file: FileHandle } | { readonly stream: Readable };
+
+/** Authorises a read of `digest` from `offset` and opens it: the blob's size and where its bytes come from. */
 export async function openBlobForPeer(
   deps: BlobServiceDeps,
   peer: PeerIdentity | undefined,
   request: { token: string; digest: string; offset: number },
   signal: AbortSignal,
-): Promise<{ size: number; body: Readable }> {
+): Promise<{ size: number; source: BlobSource }> {
   const { digest, offset } = request;
   requireDigest(digest);
   const claims = checkPeerToken(deps, peer, request.token);
@@ -60,8 +68,17 @@ export async function openBlobForPeer(
     throw new ToteError('not-found', 'BlobNotFound', `blob ${digest} is not on node ${deps.nodeName}`);
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > info.size)
     throw new ToteError('terminal', 'OffsetOutOfRange', `offset ${offset} outside ${digest} (${info.size} bytes)`);
-  const direct = await deps.contentDir?.read(digest, info.size, offset);
-  const body = direct ?? Readable.from(deps.containerd.content.read(digest, offset, { signal }), { objectMode: false });
-  signal.addEventListener('abort', () => body.destroy(), { once: true });
-  return { size: info.size, body };
+  const file = await deps.contentDir?.openBlob(digest, info.size);
+  if (file) return { size: info.size, source: { file } };
+  const stream = Readable.from(deps.containerd.content.read(digest, offset, { signal }), { objectMode: false });
+  signal.addEventListener('abort', () => stream.destroy(), { once: true });
+  return { size: info.size, source: { stream } };
+}
+
+/** The blob's bytes from `offset` as a stream, whatever their source (for callers that consume a stream). */
+export function blobStream(source: BlobSource, offset: number): Readable {
+  // 1 MiB reads: fewer, larger chunks to frame and send.
+  return 'file' in source
+    ? createReadStream('', { fd: source.file, start: offset, highWaterMark: 1 << 20 })
+    : source.stream;
 }

@@ -23,8 +23,6 @@
 //
 // Concurrency: one transfer per image at a time (the server enforces it); a blob shared by two images being
 // imported at once is staged once per image, and the second rename replaces an identical, verified file.
-import { createReadStream } from 'node:fs';
-import type { ReadStream } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -99,10 +97,10 @@ export class ContentDir {
   }
 
   /**
-   * A stream of the blob from `offset`, or undefined when the file is not here with exactly `size` bytes (another
-   * content directory, or a blob being collected): the caller falls back to the content API.
+   * The blob file, opened, or undefined when it is not here with exactly `size` bytes (another content directory, or a
+   * blob being collected): the caller falls back to the content API. The caller closes it.
    */
-  async read(digest: string, size: number, offset: number): Promise<ReadStream | undefined> {
+  async openBlob(digest: string, size: number): Promise<FileHandle | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(this.blobPath(digest), 'r');
@@ -110,16 +108,12 @@ export class ContentDir {
       return undefined;
     }
     try {
-      if ((await handle.stat()).size !== size) {
-        await handle.close();
-        return undefined;
-      }
+      if ((await handle.stat()).size === size) return handle;
     } catch {
-      await handle.close().catch(() => undefined);
-      return undefined;
+      // unreadable: as if absent
     }
-    // 1 MiB reads: fewer, larger chunks for TLS to encrypt and the socket to send.
-    return createReadStream('', { fd: handle, start: offset, highWaterMark: 1 << 20 });
+    await handle.close().catch(() => undefined);
+    return undefined;
   }
 
   /** The staging file of blob `digest` for the import of image `imageDigest`. */

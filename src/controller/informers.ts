@@ -111,16 +111,23 @@ export function wireHandlers(
   const stuckPodsEverywhere = () => {
     for (const pod of caches.pods.list()) enqueueStuckPod(pod);
   };
-  caches.policies.addEventHandler(
-    enqueueHandler<SalvagePolicy & KubernetesObject>(
-      (name) => queues.policies.add(name),
-      (p) => {
-        stuckPodsEverywhere();
-        queues.protection.add(p.metadata?.name ?? '');
-        return [p.metadata?.name ?? ''];
-      },
-    ),
+  const policyChanged = enqueueHandler<SalvagePolicy & KubernetesObject>(
+    (name) => queues.policies.add(name),
+    (p) => {
+      stuckPodsEverywhere();
+      queues.protection.add(p.metadata?.name ?? '');
+      return [p.metadata?.name ?? ''];
+    },
   );
+  caches.policies.addEventHandler({
+    ...policyChanged,
+    // A write of the policy's status (its counters, by tote during a burst of incidents) changes nothing a reconcile
+    // reads: enqueuing on it re-read every stuck pod and wrote the counters again as soon as the write came back.
+    // Records enqueue their policy themselves (enqueuePolicy, gathered over seconds). A resync (same version) passes.
+    update: (old, p) => {
+      if (!onlyStatusChanged(old, p)) policyChanged.update?.(old, p);
+    },
+  });
 
   caches.namespaces.addEventHandler({
     update: (old, ns) => {
@@ -188,4 +195,20 @@ export function enqueueAll(c: ControllerContext, caches: Caches, queues: Queues)
     queues.protection.add(p.metadata?.name ?? '');
   }
   c.metrics.agentsAlive.set(c.agents.alive().size);
+}
+
+/** A new version of the object whose spec and the metadata tote reads are the old one's: its status changed. */
+export function onlyStatusChanged(
+  old: KubernetesObject & { spec?: unknown },
+  obj: KubernetesObject & { spec?: unknown },
+) {
+  const read = (o: KubernetesObject & { spec?: unknown }) =>
+    JSON.stringify([
+      o.spec,
+      o.metadata?.generation,
+      o.metadata?.labels,
+      o.metadata?.annotations,
+      o.metadata?.deletionTimestamp,
+    ]);
+  return old.metadata?.resourceVersion !== obj.metadata?.resourceVersion && read(old) === read(obj);
 }

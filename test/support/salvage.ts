@@ -186,6 +186,32 @@ export async function namespaceEvents(
   }));
 }
 
+/** An events.k8s.io Event as the tests read it. */
+export interface ClusterEvent {
+  metadata: object;
+  reason?: string;
+  type?: string;
+  note?: string;
+  reportingController?: string;
+  regarding?: { kind?: string; name?: string };
+}
+
+/** Waits for an Event of the namespace matching `predicate` (Events go out after the write that asked for them). */
+export function waitForEvent(
+  env: ClusterEnv,
+  namespace: string,
+  predicate: (e: ClusterEvent) => boolean,
+  what: string,
+): Promise<ClusterEvent> {
+  return watchUntil<ClusterEvent, ClusterEvent>(
+    env,
+    `/apis/events.k8s.io/v1/namespaces/${namespace}/events`,
+    {},
+    (events) => [...events.values()].find(predicate),
+    { what },
+  );
+}
+
 /** The SalvageRecords of a namespace, now. */
 export async function listRecords(env: ClusterEnv, namespace: string): Promise<SalvageRecord[]> {
   const r = await kubectl(env, ['get', 'salvagerecords', '-n', namespace, '-o', 'json']);

@@ -11,7 +11,7 @@ import type * as pb from '../../../generated/proto/tote/agent/v1/agent.ts';
 import { ToteError } from '../../api/errors.ts';
 import { toStatus } from '../../agentapi/index.ts';
 import { appendBytesField, limitBuffering } from '../../grpc/wire.ts';
-import { checkPeerToken, openBlobForPeer, requireDigest } from '../blob-service.ts';
+import { blobStream, checkPeerToken, openBlobForPeer, requireDigest } from '../blob-service.ts';
 import { heldImagePlan } from '../images.ts';
 import { fromPbPlatform, roleOf, toPbPlatform } from './pb.ts';
 import { countError, peerOf, unary } from './state.ts';
@@ -71,7 +71,9 @@ export function blobHandlers(state: AgentState): UntypedServiceImplementation {
       const peer = peerOf(call);
       const serve = async () => {
         const { digest, token, offset } = call.request;
-        const { body } = await openBlobForPeer(state.blobs, peer, { token, digest, offset }, abort.signal);
+        const { source } = await openBlobForPeer(state.blobs, peer, { token, digest, offset }, abort.signal);
+        const body = blobStream(source, offset);
+        abort.signal.addEventListener('abort', () => body.destroy(), { once: true });
         // write() answers false (wait for 'drain') once two chunks wait behind the socket, not grpc-js's 16.
         limitBuffering(call, 'write', 2);
         let at = offset;

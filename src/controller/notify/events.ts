@@ -1,6 +1,8 @@
 // Kubernetes Events (events.k8s.io/v1) on records and pods: what `kubectl describe` shows a user. A repeated event
-// (same object, reason and note within the series window) updates the existing Event's series count instead of
-// creating another, as the kubelet's recorder does, so a retrying record cannot flood the API server.
+// (same object, reason and action within the series window, whatever its note) updates the existing Event's series
+// count instead of creating another, as client-go's events.k8s.io recorder keys its series, so a retrying record
+// cannot flood the API server. The note stays the first one's (the API server keeps it immutable); the record's status
+// history has every message.
 // Event writes never fail a reconcile: an Event is a courtesy, the record's status is the truth.
 import { randomBytes } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -45,7 +47,7 @@ export class KubeEventRecorder implements EventRecorder {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #instance: string;
-  /** Recently sent events by (uid, reason, note), oldest first, for series. */
+  /** Recently sent events by (uid, reason, action), oldest first, for series. */
   readonly #sent = new Map<string, Sent>();
   /** The last send queued per series key: a repeat starts only after the Event it counts exists. */
   readonly #lastOfKey = new Map<string, Promise<void>>();
@@ -62,7 +64,7 @@ export class KubeEventRecorder implements EventRecorder {
   /**
    * Queues the Event and returns a promise of its sending; callers need not wait (reconciles do not: like client-go's
    * recorder, Events go out in the background). Up to `maxSending` go out at once; Events of one series (same
-   * object, reason and note) go one after another, so a series update never races the Event it counts. Beyond
+   * object, reason and action) go one after another, so a series update never races the Event it counts. Beyond
    * `maxQueued` waiting sends new Events are dropped (and logged) rather than piling up.
    */
   record(
@@ -77,7 +79,7 @@ export class KubeEventRecorder implements EventRecorder {
       return Promise.resolve();
     }
     this.#queued++;
-    const key = seriesKey(target, reason, note);
+    const key = seriesKey(target, reason, action);
     // Sent after the reconcile that asked for it has moved on: not part of its API wait.
     const sent = detachFromApiWait(() =>
       (this.#lastOfKey.get(key) ?? Promise.resolve())
@@ -146,8 +148,9 @@ export class KubeEventRecorder implements EventRecorder {
   }
 }
 
-function seriesKey(target: EventTarget, reason: string, note: string): string {
-  return `${target.uid}\u0000${reason}\u0000${note}`;
+/** client-go's key for an events.k8s.io series: regarding, reason and action (one reporting controller here). */
+function seriesKey(target: EventTarget, reason: string, action: string): string {
+  return `${target.uid}\u0000${reason}\u0000${action}`;
 }
 
 /** MicroTime as the API server wants it: RFC 3339 with exactly six fractional digits. */

@@ -52,6 +52,8 @@ export interface TransferObservation {
   transferredBytes: number;
   totalBlobs: number;
   transferredBlobs: number;
+  /** How long it has been running (undefined: not known, progress is written at once). */
+  elapsedMs?: number;
   error?: { retryable: boolean; reason: string; message: string };
 }
 
@@ -118,6 +120,8 @@ export type NotificationKind =
 export interface Decision {
   /** The status to write, or undefined when nothing changed. */
   status: SalvageRecordStatus | undefined;
+  /** The phases this decision entered, in order (one decision may pass through several). */
+  entered: Phase[];
   actions: RecordAction[];
   /** Reconcile again after this many milliseconds even if nothing else happens. */
   requeueAfterMs?: number;
@@ -168,17 +172,38 @@ export function decide(
   settings: MachineSettings = defaultMachineSettings,
 ): Decision {
   const step = new Step(record, obs, settings);
-  const phase = record.status?.phase ?? Phases.Pending;
   step.trackPods();
-  if (obs.policyRefused && !isFinalPhase(phase)) {
+  if (obs.policyRefused && !isFinalPhase(step.phase)) {
     notActionable(step, obs.policyRefused.reason, obs.policyRefused.message);
     return step.result();
   }
+  // Phases that follow one another in one reconcile, with nothing done outside tote in between, are one status write:
+  // every phase still stands in the history, but the API server sees one write where it saw one per phase.
+  for (let moves = 0; moves < maxMovesPerDecision; moves++) {
+    const from = step.phase;
+    advance(step, from);
+    if (step.phase === from || !step.mayGoOn()) break;
+  }
+  return step.result();
+}
+
+/** A bound on the phases one decision passes through (the longest story, Pending to Completed, has seven). */
+const maxMovesPerDecision = 8;
+
+/** Actions that reach outside tote: the status recording them is written before they run, so a decision ends there. */
+const callsOut: ReadonlySet<RecordAction['type']> = new Set([
+  'startTransfer',
+  'removeCorruptImage',
+  'deletePod',
+  'startPush',
+]);
+
+function advance(step: Step, phase: Phase): void {
   switch (phase) {
     case Phases.Pending:
-      step.enter(Phases.Resolving, 'Detected', describeIncident(record));
-      step.status.startedAt ??= obs.now.toISOString();
-      step.notify('Detected', describeIncident(record));
+      step.enter(Phases.Resolving, 'Detected', describeIncident(step.record));
+      step.status.startedAt ??= step.obs.now.toISOString();
+      step.notify('Detected', describeIncident(step.record));
       break;
     case Phases.Resolving:
       resolving(step);
@@ -199,7 +224,6 @@ export function decide(
     default:
       finished(step);
   }
-  return step.result();
 }
 
 /** Accumulates one reconcile's status changes and actions. */
@@ -209,7 +233,10 @@ class Step {
   readonly settings: MachineSettings;
   readonly status: SalvageRecordStatus;
   readonly actions: RecordAction[] = [];
+  readonly entered: Phase[] = [];
   requeueAfterMs: number | undefined;
+  /** What the transfer that succeeded in this decision did: the one Event of the rescue tells it with the restart. */
+  salvaged: string | undefined;
   private readonly before: string;
 
   constructor(record: SalvageRecord, obs: RecordObservation, settings: MachineSettings) {
@@ -233,6 +260,7 @@ class Step {
   enter(phase: Phase, reason: string, message: string): void {
     const now = this.obs.now.toISOString();
     this.status.phase = phase;
+    this.entered.push(phase);
     this.status.message = truncate(message, 1024);
     this.addHistory({ time: now, phase, reason, message: truncate(message, 1024) });
     if (isFinalPhase(phase)) {
@@ -283,14 +311,38 @@ class Step {
     this.actions.push({ type: 'notify', kind, message });
   }
 
+  /**
+   * Whether the decision may carry on in the phase just entered: not past a call-out (its status must be written
+   * first), not past the end, and only into a phase this reconcile observed what it needs for (Locating decides on
+   * where the image is; a Resolving that found the digest looked there too).
+   */
+  mayGoOn(): boolean {
+    if (isFinalPhase(this.phase) || this.actions.some((a) => callsOut.has(a.type))) return false;
+    switch (this.phase) {
+      case Phases.Resolving:
+      case Phases.Restarting:
+      case Phases.Pushing:
+        return true;
+      case Phases.Locating:
+        return this.obs.candidates !== undefined || !this.obs.target.exists || !this.obs.target.agentAlive;
+      default:
+        return false;
+    }
+  }
+
   requeue(ms: number): void {
     this.requeueAfterMs = this.requeueAfterMs === undefined ? ms : Math.min(this.requeueAfterMs, ms);
   }
 
-  /** Keeps status.pods equal to the pods now waiting, and says in the history when a pod joins. */
+  /**
+   * Keeps status.pods equal to the pods now waiting, and says in the history when a pod joins. Pods this record
+   * restarted are not listed: they are being replaced (a deletion still on its way is not a pod waiting anew).
+   */
   trackPods(): void {
+    const restarted = new Set((this.status.restartedPods ?? []).map((p) => p.uid));
+    const waiting = this.obs.pods.filter((p) => !restarted.has(p.uid));
     const known = new Set((this.status.pods ?? []).map((p) => p.uid));
-    const joined = this.obs.pods.filter((p) => !known.has(p.uid));
+    const joined = waiting.filter((p) => !known.has(p.uid));
     const podRef = this.record.spec.podRef;
     for (const pod of joined) {
       if (pod.uid === podRef?.uid) continue;
@@ -301,9 +353,9 @@ class Step {
         message: `pod ${pod.name} also needs this image on ${this.record.spec.targetNode}`,
       });
     }
-    if (joined.length > 0 || (this.status.pods ?? []).length !== this.obs.pods.length) {
+    if (joined.length > 0 || (this.status.pods ?? []).length !== waiting.length) {
       // Pods that stopped waiting (running, deleted) drop out; the history keeps who was here.
-      this.status.pods = this.obs.pods.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
+      this.status.pods = waiting.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
     }
   }
 
@@ -311,6 +363,7 @@ class Step {
     const changed = JSON.stringify(this.status) !== this.before;
     return {
       status: changed ? this.status : undefined,
+      entered: this.entered,
       actions: this.actions,
       ...(this.requeueAfterMs !== undefined ? { requeueAfterMs: this.requeueAfterMs } : {}),
     };
@@ -405,7 +458,7 @@ function locating(step: Step): void {
     // A corrupt record makes the kubelet "find" a broken image; it must go before a fresh import or pull.
     step.actions.push({ type: 'removeCorruptImage', digest });
     const message = `${digest} on ${record.spec.targetNode} has an image record whose content is missing; removing it`;
-    step.event('Warning', 'CorruptImage', message, true);
+    step.event('Warning', 'CorruptImage', message);
     step.notify('Corrupt', message);
     step.addHistory({ time: obs.now.toISOString(), phase: step.phase, reason: 'CorruptImageRemoved', message });
     step.requeue(0);
@@ -459,9 +512,11 @@ function locating(step: Step): void {
     return;
   }
   if (obs.transferSlotFree === false) {
-    const message = `waiting for a transfer slot (policy allows ${obs.policy.maxConcurrentTransfers} at once)`;
-    if (step.status.message !== message) step.status.message = message;
-    step.requeue(5_000);
+    keepWaiting(
+      step,
+      `waiting for a transfer slot (policy allows ${obs.policy.maxConcurrentTransfers} at once)`,
+      5_000,
+    );
     return;
   }
   const servers = treeServers(candidates);
@@ -469,8 +524,7 @@ function locating(step: Step): void {
   if (free.length === 0) {
     const serverNodes = servers.map((c) => c.node).join(', ');
     const message = `waiting for a free source: every node serving ${digest} (${serverNodes}) is serving ${step.settings.transfersPerSource} transfer(s) of it; each node that finishes serves the next`;
-    if (step.status.message !== message) step.status.message = message;
-    step.requeue(1_000);
+    keepWaiting(step, message, 1_000);
     return;
   }
   const source = pickSource(free, step.status.sourceNode, record.status?.phase === Phases.Transferring);
@@ -481,6 +535,25 @@ function locating(step: Step): void {
     `salvageable: ${record.spec.imageRef} (${digest}) is on ${nodes}; copying from ${source} to ${record.spec.targetNode}. ${technicalDebt}`,
   );
   if (candidates.length === 1) step.notify('LastCopy', `${digest} survives only on ${source}`);
+}
+
+const waitingPrefix = 'waiting for a ';
+
+/**
+ * Says the record waits, once: the status written when the wait began stands until it ends. Meanwhile the holders
+ * grow as the image spreads (a tree), and rewriting them (candidates, SourceFound, the message) after every finished
+ * transfer would cost each waiting record a write per transfer of its image (bench-scale: most of a burst waits).
+ */
+function keepWaiting(step: Step, message: string, requeueMs: number): void {
+  const before = step.record.status;
+  if (before?.phase === Phases.Locating && before.message?.startsWith(waitingPrefix)) {
+    step.status.candidates = before.candidates;
+    step.status.platform = before.platform;
+    step.status.conditions = structuredClone(before.conditions);
+  } else {
+    step.status.message = message;
+  }
+  step.requeue(requeueMs);
 }
 
 /**
@@ -538,8 +611,9 @@ function startAttempt(step: Step, source: string, digest: string, message: strin
   step.status.sourceNode = source;
   step.status.attempts = (step.status.attempts ?? 0) + 1;
   delete step.status.nextRetryAt;
+  // No Event yet: the rescue's one Event says how it ended (Salvaged, TransferFailed, SalvageFailed); the status says
+  // where it stands meanwhile.
   step.enter(Phases.Transferring, ConditionReasons.SourceSelected, message);
-  step.event('Warning', 'Salvageable', message, true);
   step.actions.push({
     type: 'startTransfer',
     source,
@@ -585,13 +659,19 @@ function transferring(step: Step): void {
     step.actions.push({ type: 'startTransfer', source, digest, references: wantedReferences(record, obs.pods) });
     return;
   }
-  updateProgress(step, transfer);
+  // A transfer younger than the progress interval shows no progress and no Importing phase: most end within it, and
+  // their record goes from Transferring to its end in one write (the end carries the final progress).
+  const settling =
+    (transfer.state === 'transferring' || transfer.state === 'importing') &&
+    transfer.elapsedMs !== undefined &&
+    transfer.elapsedMs < step.settings.progressIntervalMs;
+  if (!settling) updateProgress(step, transfer);
   switch (transfer.state) {
     case 'transferring':
-      step.requeue(step.settings.progressIntervalMs);
+      step.requeue(step.settings.progressIntervalMs - (settling ? (transfer.elapsedMs ?? 0) : 0));
       return;
     case 'importing':
-      if (step.phase !== Phases.Importing) {
+      if (step.phase !== Phases.Importing && !settling) {
         step.condition(
           ConditionTypes.Transferred,
           'True',
@@ -616,7 +696,7 @@ function transferring(step: Step): void {
         `${digest} is complete on ${record.spec.targetNode}`,
       );
       const message = `salvaged ${record.spec.imageRef} (${digest}) from ${source} to ${record.spec.targetNode}: ${transferSummary(transfer)}`;
-      step.event('Normal', 'Salvaged', message, true);
+      step.salvaged = message;
       step.enter(Phases.Restarting, ConditionReasons.ImportSucceeded, message);
       return;
     }
@@ -687,7 +767,11 @@ function restarting(step: Step): void {
   const restart = obs.pods.filter((p) => !p.pullsAlways && p.owned && obs.policy.restartPod && firstRound);
   const always = obs.pods.filter((p) => p.pullsAlways).map((p) => p.name);
   const leftAlone = obs.pods.filter((p) => !p.pullsAlways && !restart.includes(p)).map((p) => p.name);
-  if (firstRound) step.status.restartedPods = restart.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
+  if (firstRound) {
+    step.status.restartedPods = restart.slice(0, maxPods).map(({ name, uid }) => ({ name, uid }));
+    // Restarted pods are being replaced, not waiting: listed in restartedPods only (trackPods keeps them out).
+    step.status.pods = (step.status.pods ?? []).filter((p) => !restart.some((r) => r.uid === p.uid));
+  }
   for (const pod of restart) step.actions.push(deletion(pod));
   const parts: string[] = [];
   // Worded as intent: this status is written before the delete runs (intent first), and a controller killed in between
@@ -701,7 +785,6 @@ function restarting(step: Step): void {
         ? 'no controller owns them'
         : 'the policy does not restart pods';
     parts.push(`left ${leftAlone.join(', ')} alone (${why}): the kubelet starts them at its next retry`);
-    step.event('Normal', ConditionReasons.BarePodLeftAlone, `image is on the node; ${parts.at(-1) ?? ''}`, true);
   }
   if (always.length > 0) parts.push(pullsAlwaysMessage(always));
   if (parts.length === 0)
@@ -711,7 +794,13 @@ function restarting(step: Step): void {
         : 'no pod is waiting any more: they started once the image was on the node',
     );
   const message = parts.join('; ');
-  if (restart.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
+  // One Event for the rescue, on the record: what was copied, what happens to the pods, and that the image is debt.
+  // Without a transfer in this decision (the image was already there, or an older controller wrote Restarting) the
+  // Event says what happens to the pods.
+  if (step.salvaged) step.event('Warning', 'Salvaged', `${step.salvaged}; ${message}. ${technicalDebt}`);
+  else if (restart.length > 0) step.event('Normal', ConditionReasons.PodRestarted, message);
+  else if (leftAlone.length > 0)
+    step.event('Normal', ConditionReasons.BarePodLeftAlone, `image is on the node; ${message}`);
   if (always.length > 0) reportStuck(step, ConditionReasons.PullPolicyAlways, pullsAlwaysMessage(always));
   const next = obs.policy.backup ? Phases.Pushing : Phases.Completed;
   if (next === Phases.Completed) complete(step, message);

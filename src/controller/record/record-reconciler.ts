@@ -16,7 +16,7 @@ import {
   Phases,
   SalvageRecordResource,
 } from '../../api/index.ts';
-import type { SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
+import type { Phase, SalvageRecord, SalvageRecordStatus } from '../../api/index.ts';
 import type { ImportResponse } from '../../agentapi/index.ts';
 import { ImportPhase, transferTokenLifetimeMs } from '../../agentapi/index.ts';
 import { credentialsFromSecret, parseReference, recordNameFor, RegistryClient } from '../../registry/index.ts';
@@ -35,6 +35,7 @@ import { digestFromNodeImages, nodePlatform, nodesListingDigest, normalise, repo
 import { decide, retryPendingMs, wantedReferences } from './record-machine.ts';
 import type {
   DigestObservation,
+  PushObservation,
   RecordAction,
   RecordObservation,
   SourceCandidate,
@@ -71,7 +72,7 @@ export async function reconcileRecord(
   try {
     if (decision.status) {
       await writeStatus(c, record, decision.status);
-      countTransition(c, record, decision.status);
+      countTransition(c, record, decision.status, decision.entered);
     }
     for (const action of decision.actions) await act(c, record, policy, action, ctx);
   } finally {
@@ -121,30 +122,16 @@ function observe(
   if (refused) return { ...obs, policyRefused: refused };
   const digest = record.spec.digest ?? record.status?.digest;
   switch (phase) {
-    case Phases.Resolving: {
-      // A digest in the spec, or no node to bring the image to, needs no lookup (see resolving() in record-machine.ts).
-      if (record.spec.digest || !obs.target.exists) break;
-      const found =
-        digestFromCaches(c, record) ??
-        lookup(c, record, 'resolve', ctx, (signal) => resolveRemotely(c, record, policy, ctx, signal));
-      if (!found) return undefined;
-      obs.digest = found;
+    case Phases.Pending:
+    case Phases.Resolving:
+      // A Pending record decides through Resolving and Locating at once (see decide()): it looks as far as they do, so
+      // its first status write is already the transfer's start (or why there is none).
+      if (!observeResolving(c, record, policy, obs, ctx)) return undefined;
       break;
-    }
     case Phases.Locating: {
       // Sources matter only once the target exists and its agent can receive (see locating() in record-machine.ts).
       if (!digest || !obs.target.exists || !obs.target.agentAlive) break;
-      const location = lookup(c, record, `locate ${digest}`, ctx, () =>
-        locate(c, record, digest, obs.target.platform, wantedReferences(record, obs.pods), ctx),
-      );
-      if (!location) return undefined;
-      observeLocation(
-        c,
-        policy,
-        { digest, target: record.spec.targetNode, evacuation: record.spec.reason === 'Evacuation' },
-        location,
-        obs,
-      );
+      if (!observeLocating(c, record, policy, digest, obs, ctx)) return undefined;
       break;
     }
     case Phases.Transferring:
@@ -153,21 +140,11 @@ function observe(
       if (transfer) obs.transfer = transfer;
       break;
     }
+    case Phases.Restarting:
     case Phases.Pushing: {
-      const push = c.pushes.get(record.metadata?.uid ?? '');
-      if (push && push.state !== 'running') {
-        obs.push =
-          push.state === 'succeeded'
-            ? {
-                state: 'succeeded',
-                reference: push.progress?.pushedReference ?? '',
-                ...(push.progress?.pushedTag ? { tag: push.progress.pushedTag } : {}),
-                ...(push.progress?.tagHeldBy ? { tagHeldBy: push.progress.tagHeldBy } : {}),
-              }
-            : { state: 'failed', message: push.error?.message ?? 'push failed' };
-      } else if (push) {
-        obs.push = { state: 'pushing' };
-      }
+      // Restarting may go on to Pushing in the same decision.
+      const push = pushObservation(c, record);
+      if (push) obs.push = push;
       break;
     }
     default:
@@ -182,6 +159,76 @@ function observe(
       }
   }
   return obs;
+}
+
+/**
+ * Resolving's observation: the digest, and where the image is once the digest is known, so the decision can go on
+ * through Locating. Digests the caches know (or the spec names) need only the location lookup; otherwise one lookup
+ * asks for both, one after the other. False while a lookup runs.
+ */
+function observeResolving(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  obs: RecordObservation,
+  ctx: ReconcileContext,
+): boolean {
+  // No node to bring the image to: no lookup (see resolving() in record-machine.ts).
+  if (!obs.target.exists) return true;
+  const cached = record.spec.digest ? undefined : digestFromCaches(c, record);
+  if (cached) obs.digest = cached;
+  const known = record.spec.digest ?? (cached?.kind === 'resolved' ? cached.digest : undefined);
+  if (known !== undefined) return !obs.target.agentAlive || observeLocating(c, record, policy, known, obs, ctx);
+  const found = lookup(c, record, 'resolve', ctx, async (signal) => {
+    const digest = await resolveRemotely(c, record, policy, ctx, signal);
+    const location =
+      digest.kind === 'resolved' && obs.target.agentAlive
+        ? await locate(c, record, digest.digest, obs.target.platform, wantedReferences(record, obs.pods), ctx)
+        : undefined;
+    return { digest, location };
+  });
+  if (!found) return false;
+  obs.digest = found.digest;
+  if (found.digest.kind === 'resolved' && found.location)
+    observeLocation(c, policy, locatedImage(record, found.digest.digest), found.location, obs);
+  return true;
+}
+
+/** Locating's observation: where complete copies are, and the target's own. False while the lookup runs. */
+function observeLocating(
+  c: ControllerContext,
+  record: SalvageRecord,
+  policy: EffectivePolicy,
+  digest: string,
+  obs: RecordObservation,
+  ctx: ReconcileContext,
+): boolean {
+  const location = lookup(c, record, `locate ${digest}`, ctx, () =>
+    locate(c, record, digest, obs.target.platform, wantedReferences(record, obs.pods), ctx),
+  );
+  if (!location) return false;
+  observeLocation(c, policy, locatedImage(record, digest), location, obs);
+  return true;
+}
+
+const locatedImage = (record: SalvageRecord, digest: string) => ({
+  digest,
+  target: record.spec.targetNode,
+  evacuation: record.spec.reason === 'Evacuation',
+});
+
+function pushObservation(c: ControllerContext, record: SalvageRecord): PushObservation | undefined {
+  const push = c.pushes.get(record.metadata?.uid ?? '');
+  if (!push) return undefined;
+  if (push.state === 'running') return { state: 'pushing' };
+  return push.state === 'succeeded'
+    ? {
+        state: 'succeeded',
+        reference: push.progress?.pushedReference ?? '',
+        ...(push.progress?.pushedTag ? { tag: push.progress.pushedTag } : {}),
+        ...(push.progress?.tagHeldBy ? { tagHeldBy: push.progress.tagHeldBy } : {}),
+      }
+    : { state: 'failed', message: push.error?.message ?? 'push failed' };
 }
 
 /**
@@ -526,6 +573,7 @@ function transferObservation(c: ControllerContext, record: SalvageRecord): Trans
     transferredBytes: p?.bytesTransferred ?? 0,
     totalBlobs: p?.blobsTotal ?? 0,
     transferredBlobs: p?.blobsTransferred ?? 0,
+    elapsedMs: c.clock.now() - op.startedAt,
   };
   if (op.state === 'failed') return { ...base, state: 'failed', ...(op.error ? { error: op.error } : {}) };
   if (op.state === 'succeeded') return { ...base, state: 'succeeded' };
@@ -552,7 +600,12 @@ async function writeStatus(c: ControllerContext, record: SalvageRecord, status: 
   await c.kube.updateStatus(SalvageRecordResource, { ...record, status });
 }
 
-function countTransition(c: ControllerContext, record: SalvageRecord, status: SalvageRecordStatus): void {
+function countTransition(
+  c: ControllerContext,
+  record: SalvageRecord,
+  status: SalvageRecordStatus,
+  entered: readonly Phase[],
+): void {
   const from = record.status?.phase;
   const to = status.phase;
   // An incident is salvageable once: when a complete copy is first found. A record waiting for a transfer slot, or
@@ -564,9 +617,11 @@ function countTransition(c: ControllerContext, record: SalvageRecord, status: Sa
   if (to === Phases.NotActionable) c.metrics.notActionable.inc();
   if (to === Phases.Failed) c.metrics.salvageFailures.inc();
   if (to === Phases.Skipped) c.metrics.skipped.inc({ reason: status.history?.at(-1)?.reason ?? 'Unknown' });
-  if (from === Phases.Pushing && status.backup?.result === 'Pushed') c.metrics.pushSuccesses.inc();
-  if (from === Phases.Pushing && status.backup?.result === 'Failed') c.metrics.pushFailures.inc();
-  if (to === Phases.Restarting && (from === Phases.Transferring || from === Phases.Importing)) {
+  // One decision may pass through several phases (Importing → Restarting → Completed): count what it passed.
+  const pushed = (from === Phases.Pushing || entered.includes(Phases.Pushing)) && to !== Phases.Pushing;
+  if (pushed && status.backup?.result === 'Pushed') c.metrics.pushSuccesses.inc();
+  if (pushed && status.backup?.result === 'Failed') c.metrics.pushFailures.inc();
+  if (entered.includes(Phases.Restarting) && (from === Phases.Transferring || from === Phases.Importing)) {
     c.metrics.salvageSuccesses.inc();
     c.metrics.bytesTransferred.inc(status.progress?.transferredBytes ?? 0);
     const started = Date.parse(status.startedAt ?? '');
@@ -624,8 +679,10 @@ async function act(
                 return result;
               },
               (err: unknown) => {
-                // The source may have lost its copy: it no longer counts as a node that received the image, so the
-                // holders that seeded the tree serve again rather than records retrying a broken copy.
+                // The source may have lost its copy or its agent: what is cached about it is asked again before the
+                // retry picks a source (a cached "complete" would send every retry to a dead node), and it no longer
+                // counts as a node that received the image, so the holders that seeded the tree serve again.
+                c.agents.invalidate(action.source);
                 c.agents.forgetReceived(action.digest, action.source);
                 wakeRecordsLocating(c, action.digest, key);
                 throw err;

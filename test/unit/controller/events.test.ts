@@ -49,10 +49,28 @@ describe('KubeEventRecorder: events in the background, a series in order', () =>
     assert.deepEqual(calls, ['create', 'patch']);
   });
 
+  it('a repeat of a reason on the same object is one series whatever its note, as client-go keys it', async () => {
+    const { kube, calls, releaseAll } = fakeKube();
+    const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
+    const sends = [
+      recorder.record(target, 'Warning', 'TransferFailed', 'attempt 1 from node-a failed'),
+      recorder.record(target, 'Warning', 'TransferFailed', 'attempt 2 from node-c failed'),
+      recorder.record({ ...target, uid: 'pod-2', name: 'app-2' }, 'Warning', 'TransferFailed', 'attempt 1'),
+      recorder.record(target, 'Warning', 'TransferFailed', 'attempt 3', 'Protect'),
+    ];
+    await releaseAll();
+    await Promise.all(sends);
+    assert.deepEqual(
+      [...calls].sort(),
+      ['create', 'create', 'create', 'patch'],
+      'one series for the first object, its own Event for the other object and for the other action',
+    );
+  });
+
   it('sends up to four different Events at once; the rest wait for a free slot', async () => {
     const { kube, calls, pending, releaseAll } = fakeKube();
     const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
-    const sends = Array.from({ length: 6 }, (_, i) => recorder.record(target, 'Normal', 'Step', `note ${i}`));
+    const sends = Array.from({ length: 6 }, (_, i) => recorder.record(target, 'Normal', `Step${i}`, 'note'));
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(pending.length, 4, 'four in flight');
     pending.shift()!();
@@ -84,7 +102,7 @@ describe('KubeEventRecorder: events in the background, a series in order', () =>
     const { kube, calls, releaseAll } = fakeKube();
     warnings.length = 0;
     const recorder = new KubeEventRecorder(kube, { clock: new ManualClock(), log, instance: 'test' });
-    const sends = Array.from({ length: 1_005 }, (_, i) => recorder.record(target, 'Normal', 'Step', `note ${i}`));
+    const sends = Array.from({ length: 1_005 }, (_, i) => recorder.record(target, 'Normal', `Step${i}`, 'note'));
     assert.equal(warnings.length, 5, '5 dropped');
     await releaseAll();
     await Promise.all(sends);

@@ -34,7 +34,7 @@ const at = (phase: string, extra: object = {}) =>
     ...extra,
   });
 
-describe('decide: the happy path, one transition per reconcile', () => {
+describe('decide: the happy path, phases that follow without a call-out in one decision', () => {
   const steps: {
     name: string;
     rec: ReturnType<typeof record>;
@@ -42,7 +42,25 @@ describe('decide: the happy path, one transition per reconcile', () => {
     phase: string;
     actions: string[];
   }[] = [
-    { name: 'Pending → Resolving', rec: record(), obs: observation(), phase: 'Resolving', actions: ['notify'] },
+    {
+      name: 'Pending → Resolving while the digest is being looked up',
+      rec: record(),
+      obs: observation(),
+      phase: 'Resolving',
+      actions: ['notify'],
+    },
+    {
+      name: 'Pending → Resolving → Locating → Transferring once the digest and the holders are known',
+      rec: record(),
+      obs: observation({
+        digest: { kind: 'resolved', digest, source: 'agent' },
+        candidates: [{ node: 'node-a' }],
+        imageBytes: 1000,
+        transferSlotFree: true,
+      }),
+      phase: 'Transferring',
+      actions: ['notify', 'startTransfer', 'notify'],
+    },
     {
       name: 'Resolving → Locating with the pod status digest',
       rec: record({ phase: 'Resolving' }),
@@ -59,7 +77,7 @@ describe('decide: the happy path, one transition per reconcile', () => {
         transferSlotFree: true,
       }),
       phase: 'Transferring',
-      actions: ['event', 'startTransfer'],
+      actions: ['startTransfer'],
     },
     {
       name: 'Transferring → Importing',
@@ -69,11 +87,11 @@ describe('decide: the happy path, one transition per reconcile', () => {
       actions: [],
     },
     {
-      name: 'Importing → Restarting, deleting the owned pod',
+      name: 'Importing → Restarting → Completed, deleting the owned pod, with one Event',
       rec: at('Importing'),
       obs: observation({ transfer: transfer({ state: 'succeeded', transferredBytes: 800, transferredBlobs: 3 }) }),
-      phase: 'Restarting',
-      actions: ['forgetTransfer', 'event'],
+      phase: 'Completed',
+      actions: ['forgetTransfer', 'deletePod', 'event', 'notify'],
     },
     {
       name: 'Restarting → Completed without backup',
@@ -100,15 +118,57 @@ describe('decide: the happy path, one transition per reconcile', () => {
     assert.equal(d.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
   });
 
-  it('the Salvageable event names the nodes holding the digest and calls the image technical debt', () => {
+  it('one decision keeps every phase it passed through in the history', () => {
+    const d = decide(
+      record(),
+      observation({
+        digest: { kind: 'resolved', digest, source: 'agent' },
+        candidates: [{ node: 'node-a' }, { node: 'node-c' }],
+        transferSlotFree: true,
+      }),
+    );
+    assert.deepEqual(
+      d.status?.history?.map((h) => `${h.phase}/${h.reason}`),
+      ['Resolving/Detected', 'Locating/DigestFromAgent', 'Transferring/SourceSelected'],
+    );
+    assert.match(d.status?.message ?? '', /is on node-a, node-c; copying from node-a to node-b\. .*technical debt/);
+  });
+
+  it('a rescue has one Event, on the record, when it ends: what moved, what happens to the pods, the debt', () => {
+    const d = decide(
+      at('Transferring'),
+      observation({ transfer: transfer({ state: 'succeeded', transferredBytes: 800, transferredBlobs: 3 }) }),
+    );
+    const events = d.actions.filter((a) => a.type === 'event');
+    assert.equal(events.length, 1, JSON.stringify(events));
+    const [event] = events;
+    assert.ok(event?.type === 'event');
+    assert.equal(event.reason, 'Salvaged');
+    assert.equal(event.eventType, 'Warning');
+    assert.equal(event.onPods, false, 'the pod is being replaced: its Event would go with it');
+    assert.match(
+      event.message,
+      /from node-a to node-b: moved 800B in 3 blobs, .*; deleting app-1 so .* technical debt/,
+    );
+  });
+
+  it('no Event when the transfer starts: the status says so', () => {
     const d = decide(
       record({ phase: 'Locating', digest }),
-      observation({ candidates: [{ node: 'node-a' }, { node: 'node-c' }], transferSlotFree: true }),
+      observation({ candidates: [{ node: 'node-a' }], transferSlotFree: true }),
     );
-    const event = d.actions.find((a) => a.type === 'event');
-    assert.ok(event?.type === 'event');
-    assert.match(event.message, /node-a, node-c/);
-    assert.match(event.message, /technical debt/);
+    assert.ok(!d.actions.some((a) => a.type === 'event'), JSON.stringify(d.actions));
+  });
+
+  it('a restarted pod leaves status.pods with the Completed write, and its deletion on the way writes nothing', () => {
+    const completed = decide(at('Restarting'), observation());
+    assert.deepEqual(completed.status?.pods, []);
+    assert.deepEqual(completed.status?.restartedPods, [{ name: 'app-1', uid: 'pod-1' }]);
+    const again = decide(
+      record(completed.status, {}),
+      observation({ target: { exists: true, agentAlive: true, image: 'complete' } }),
+    );
+    assert.equal(again.status, undefined, 'the pod still cached as waiting is the one being replaced');
   });
 });
 
@@ -195,6 +255,27 @@ describe('decide: locating', () => {
     assert.equal(d.requeueAfterMs, 1000);
   });
 
+  it('a record already waiting writes nothing while the holders grow around it, and starts when one is free', () => {
+    const first = decide(
+      locating,
+      observation({ candidates: [{ node: 'node-a', serving: 1 }], transferSlotFree: true }),
+    );
+    const waiting = record(first.status, { digest });
+    const grown = [
+      { node: 'node-a', serving: 1 },
+      { node: 'node-c', serving: 1 },
+    ];
+    const again = decide(waiting, observation({ candidates: grown, transferSlotFree: true }));
+    assert.equal(again.status, undefined, JSON.stringify(again.status?.candidates));
+    assert.equal(again.requeueAfterMs, 1000);
+    const slots = decide(waiting, observation({ candidates: grown, transferSlotFree: false }));
+    assert.equal(slots.status, undefined, 'waiting for a slot instead is still waiting');
+    const free = decide(waiting, observation({ candidates: [...grown, { node: 'node-d' }], transferSlotFree: true }));
+    assert.equal(free.status?.phase, 'Transferring');
+    assert.deepEqual(free.status?.candidates, ['node-a', 'node-c', 'node-d']);
+    assert.equal(free.status?.sourceNode, 'node-d');
+  });
+
   it('takes the least busy holder: a node that has just received the image serves the next one', () => {
     const candidates = [
       { node: 'node-a', serving: 1 },
@@ -243,9 +324,12 @@ describe('decide: locating', () => {
     assert.equal(d.status?.sourceNode, 'node-a');
   });
 
-  it('the image already complete on the target → straight to Restarting', () => {
+  it('the image already complete on the target → through Restarting to Completed, restarting the pod', () => {
     const d = decide(locating, observation({ target: { exists: true, agentAlive: true, image: 'complete' } }));
-    assert.equal(d.status?.phase, 'Restarting');
+    assert.equal(d.status?.phase, 'Completed');
+    assert.ok(d.status?.history?.some((h) => h.phase === 'Restarting' && h.reason === 'AlreadyPresent'));
+    assert.ok(d.actions.some((a) => a.type === 'deletePod'));
+    assert.ok(d.actions.some((a) => a.type === 'event' && a.reason === 'PodRestarted'));
   });
 
   it('a corrupt image on the target is removed first (CreateContainerError)', () => {
@@ -750,9 +834,9 @@ describe('decide: a protective copy (purpose Protect), no pod waiting', () => {
 
   it('says why it exists when it starts', () => {
     const d = decide(protect(undefined, 'Evacuation'), noPods());
-    assert.equal(d.status?.phase, 'Resolving');
+    assert.equal(d.status?.history?.[0]?.phase, 'Resolving');
     assert.match(
-      d.status?.message ?? '',
+      d.status?.history?.[0]?.message ?? '',
       /protective copy of .* to node-c: a node holding it is leaving the cluster \(Evacuation\)/,
     );
   });

@@ -21,12 +21,19 @@ const node = (name: string): V1Node => ({
 });
 
 /** A context around one record whose image is complete on node-a, with every transfer slot of its policy taken. */
-function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = [], options: { slotsFree?: boolean } = {}) {
+function slotsTaken(
+  start: SalvageRecord,
+  others: SalvageRecord[] = [],
+  options: { slotsFree?: boolean; importFails?: boolean } = {},
+) {
   const clock = new ManualClock();
   const registry = new Registry();
   const metrics = controllerMetrics(registry);
   let current = start;
   const enqueued: string[] = [];
+  /** The nodes whose cached answers were dropped, and the (digest, node) no longer counted as received. */
+  const invalidated: string[] = [];
+  const forgotten: string[] = [];
   const nodes = [node('node-a'), node('node-b')];
   const imports = new OperationTracker<never>({ notify: () => undefined, clock });
   // Both of the policy's slots (maxConcurrentTransfers defaults to 2) held by transfers that never end.
@@ -46,11 +53,17 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = [], options:
     agents: {
       alive: () => new Map(nodes.map((n) => [n.metadata?.name ?? '', {}])),
       holderHints: () => [],
-      // An agent whose every import succeeds at once.
-      client: () => ({ import: async () => ({ bytesTotal: 1024, bytesTransferred: 1024 }) }),
+      // An agent whose every import succeeds at once (or fails at once: the source went away).
+      client: () => ({
+        import: async () => {
+          if (options.importFails) throw new Error('connect ECONNREFUSED (the source agent is gone)');
+          return { bytesTotal: 1024, bytesTransferred: 1024 };
+        },
+      }),
       receivedBy: () => new Set<string>(),
       noteHolder: () => undefined,
-      invalidate: () => undefined,
+      invalidate: (n: string) => invalidated.push(n),
+      forgetReceived: (d: string, n: string) => forgotten.push(`${d}@${n}`),
       fanOut: <T>(_key: string, run: () => Promise<T>) => run(),
       image: async () => undefined,
       imageEverywhere: async (asked: string[]) => ({
@@ -82,7 +95,7 @@ function slotsTaken(start: SalvageRecord, others: SalvageRecord[] = [], options:
     return reconcileRecord(c, 'team/r', ctx);
   };
   const salvageable = async () => (await metrics.salvageable.get()).values[0]?.value ?? 0;
-  return { clock, reconcile, salvageable, current: () => current, imports, enqueued };
+  return { clock, reconcile, salvageable, current: () => current, imports, enqueued, metrics, invalidated, forgotten };
 }
 
 describe('record reconciler metrics', () => {
@@ -131,5 +144,30 @@ describe('record reconciler: a finished transfer frees its source', () => {
     await settle();
     assert.notEqual(t.current().status?.phase, 'Transferring', 'the transfer finished');
     assert.deepEqual(t.enqueued, ['team/waiting']);
+  });
+});
+
+describe('record reconciler: one decision through several phases', () => {
+  it('counts the salvage when a finished transfer goes on through Restarting to Completed in one write', async () => {
+    const t = slotsTaken(record({ phase: 'Locating', digest }, { digest }), [], { slotsFree: true });
+    await t.reconcile(); // locates, then writes Transferring and starts the transfer, which succeeds at once
+    assert.equal(t.current().status?.phase, 'Transferring');
+    await settle();
+    await t.reconcile();
+    const history = (t.current().status?.history ?? []).map((h) => h.phase);
+    assert.equal(t.current().status?.phase, 'Completed', history.join(' → '));
+    assert.deepEqual(history.slice(-2), ['Restarting', 'Completed']);
+    assert.equal((await t.metrics.salvageSuccesses.get()).values[0]?.value ?? 0, 1);
+  });
+});
+
+describe('record reconciler: a failed transfer', () => {
+  it('has the source asked again before the retry, and no longer counts it as a node that received the image', async () => {
+    const t = slotsTaken(record({ phase: 'Locating', digest }, { digest }), [], { slotsFree: true, importFails: true });
+    await t.reconcile(); // locates node-a, writes Transferring and starts the transfer, which fails at once
+    await settle();
+    // What was cached about node-a ("complete") would send every retry back to it; the next locate asks it again.
+    assert.ok(t.invalidated.includes('node-a'), `invalidated: ${t.invalidated.join(', ')}`);
+    assert.deepEqual(t.forgotten, [`${digest}@node-a`]);
   });
 });
