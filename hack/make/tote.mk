@@ -1,5 +1,6 @@
 # tote on the local cluster: agents per node and the controller as processes (test/support/tote.ts), or with
-# TOTE_INSTALL=manifests from config/default as pods on real kubelets (test/support/tote-manifests.ts).
+# TOTE_INSTALL=manifests (config/default) or chart (config/helm/tote) as pods on real kubelets
+# (test/support/tote-manifests.ts).
 
 .PHONY: tote-up tote-down
 

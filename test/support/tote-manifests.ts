@@ -30,11 +30,11 @@ export interface ManifestInstall {
   agents: V1Pod[];
 }
 
-/** How `make tote-up` runs tote: TOTE_INSTALL=processes (the default) or manifests. */
-export function toteInstallMode(value = process.env.TOTE_INSTALL): 'processes' | 'manifests' {
+/** How `make tote-up` runs tote: TOTE_INSTALL=processes (the default), manifests or chart. */
+export function toteInstallMode(value = process.env.TOTE_INSTALL): 'processes' | 'manifests' | 'chart' {
   if (value === undefined || value === '' || value === 'processes') return 'processes';
-  if (value === 'manifests') return value;
-  throw new Error(`TOTE_INSTALL must be processes or manifests, got "${value}"`);
+  if (value === 'manifests' || value === 'chart') return value;
+  throw new Error(`TOTE_INSTALL must be processes, manifests or chart, got "${value}"`);
 }
 
 async function must(result: Promise<{ code: number; stdout: string; stderr: string }>, what: string) {
@@ -51,6 +51,15 @@ export interface InstallOptions {
 /** Loads the image, makes the certificates, applies config/default and waits until every pod is Ready. */
 export async function installToteManifests(env: ClusterEnv, options: InstallOptions = {}): Promise<ManifestInstall> {
   const prepared = await prepareInstall(env, 'config/default', options);
+  // A release of the chart (installToteChart) goes first, so Helm keeps no record of objects it no longer owns.
+  const releases = await must(
+    kubectl(env, ['get', 'secrets', '-n', toteNamespace, '-l', 'owner=helm,name=tote', '-o', 'name']),
+    'looking for a Helm release',
+  );
+  if (releases.stdout.trim() !== '') {
+    const result = await helm(['uninstall', 'tote', `--namespace=${toteNamespace}`, '--wait'], env);
+    if (result.code !== 0) throw new Error(`helm uninstall: ${result.stderr}`);
+  }
   await must(kubectl(env, ['apply', '-k', join(repoRoot, 'config/default')]), 'kubectl apply -k config/default');
   return { ...prepared, ...(await waitForToteRollout(env)) };
 }
