@@ -1,7 +1,8 @@
 // Transfer benchmark (`make bench-transfer`): a 1 GiB image in 8 layers moved node-a → node-b by the agents (each in
 // its own process), against (1) the Go tote's data path reproduced with containerd's own tools, `ctr images export`
 // piped into `ctr images import` (node-a → node-c), and (2) the ceiling: copying the same blob files on this disk with
-// an fsync each. Prints progress to stderr and, as its last stdout line, one JSON object with the figures.
+// an fsync each. Prints progress to stderr and, as its last stdout line, one JSON object with the figures (also
+// bench/results/transfer.json, with the machine).
 // TOTE_BENCH_RUNS (default 3): the three paths run that many times, interleaved; the figures are medians, each run's are
 // printed. TOTE_BENCH_BASELINE=<another checkout>: that checkout's agents also move the image in every run (order
 // alternating), for a fair A/B of two data paths on a machine shared with other work.
@@ -33,6 +34,7 @@ import type { Containerd } from '../../src/containerd/index.ts';
 import { startContainerd } from '../../test/support/containerd-daemon.ts';
 import type { ContainerdDaemon } from '../../test/support/containerd-daemon.ts';
 import { makePki } from '../../test/integration/agent/harness.ts';
+import { report } from '../lib/report.ts';
 
 const layerCount = 8;
 const layerBytes = 128 * 1024 * 1024;
@@ -204,6 +206,7 @@ try {
   const cc = connectContainerd({ socket: c.socket });
   const copyDir = join(work, 'copy');
   const mb = image.total / 1e6;
+  const bytesMoved: number[] = [];
   interface AgentRun {
     mbps: number;
     targetGrowthMb: number;
@@ -247,8 +250,10 @@ try {
       names: [name],
     });
     const agentSeconds = (performance.now() - started) / 1000;
+    // The target holds none of the image: every byte is missing there, and exactly those must move.
     if (done.bytesTransferred !== image.total)
       throw new Error(`moved ${done.bytesTransferred} of ${image.total} bytes`);
+    bytesMoved.push(done.bytesTransferred);
     const after = procStatus(agentB.pid);
     const sourceAfter = procStatus(agentA.pid);
     client.close();
@@ -347,6 +352,9 @@ try {
   };
   const result = {
     image_bytes: image.total,
+    // The target starts empty, so the bytes missing there are the image's; each run checks that exactly those moved.
+    bytes_missing: image.total,
+    bytes_moved: Math.max(...bytesMoved),
     layers: layerCount,
     runs,
     seconds: round(mb / agentMbps, 3),
@@ -370,7 +378,7 @@ try {
     runs_source_agent_rss_growth_mb: all((r) => r.sourceGrowthMb),
     ...(baselineScript === undefined ? {} : baselineFigures()),
   };
-  console.log(JSON.stringify(result));
+  report('transfer', result);
   cb.close();
   cc.close();
   ca.close();
