@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for tote's tests and demo: Debian packages (containerd, runc, registries,
-# skopeo, ...), the Kubernetes control plane and kubelet, and containerd 2.x, built from the upstream Go modules (cached
-# outside the repo).
+# skopeo, ...), the Kubernetes control plane, kubelet and kube-proxy, and containerd 2.x, built from the upstream Go
+# modules (cached outside the repo).
 # Idempotent: a warm machine does nothing but check.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

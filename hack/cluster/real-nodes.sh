@@ -4,9 +4,15 @@
 #
 # Network (one /16 per cluster, 10.<octet>.0.0, the first free octet from 200 on, derived from the state directory):
 #   host bridge tb<tag> 10.<o>.0.1/24 ── veth tv<tag><i> ── eth0 10.<o>.0.<10+i>/24 in netns tote-<tag>-<node>
-#   inside each namespace a CNI bridge cni0, pods in 10.<o>.<i+1>.0/24. No default route anywhere, so nothing leaves
-#   the machine. In this mode the API server and both registries listen on the bridge address instead of 127.0.0.1,
-#   so host processes and node namespaces reach them at the same address (one name in image references).
+#   inside each namespace a CNI bridge cni0, pods in 10.<o>.<i+1>.0/24. Routes to every pod subnet via its node's eth0,
+#   on the host and in every node namespace; pods route 10.<o>.0.0/16 and the service range through their bridge. No
+#   default route anywhere, so nothing leaves the machine. In this mode the API server and both registries listen on
+#   the bridge address instead of 127.0.0.1, so host processes and node namespaces reach them at the same address (one
+#   name in image references). A kube-proxy per node namespace (iptables) makes Services work there, the in-cluster
+#   API address 10.0.0.1:443 among them.
+# Mounts: each node's containerd and kubelet share a mount namespace of their own (pinned at mntns/<node>), where
+#   /run/containerd and /var/lib/containerd are that node's directories: a pod's hostPath /run/containerd/containerd.sock
+#   is its own node's socket, as on a real machine.
 # Everything a kubelet leaves on the host is named after the tag (cgroup roots /tote-<tag>-<node>, CNI cache entries
 # tote-<tag>-<node>-*, netns) or lies under the state directory, so down.sh finds it even after a crash.
 
@@ -19,8 +25,12 @@ REAL_MACHINE_STATE=/run/tote-real-nodes
 REAL_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory fs.inotify.max_user_instances
   fs.inotify.max_user_watches)
 REAL_CGROUP_CONTROLLERS=(blkio cpu cpuacct cpuset devices freezer hugetlb memory net_cls net_prio perf_event pids rdma misc systemd)
+# The Service range of the API server (--service-cluster-ip-range): its first address is the in-cluster API address.
+REAL_SERVICE_CIDR=10.0.0.0/24
 
 real_netns() { echo "tote-$REAL_TAG-$1"; }
+# The file pinning a node's mount namespace (nsenter --mount=...).
+real_mntns() { echo "$CLUSTER_DIR/mntns/$1"; }
 
 # The /16 of this cluster: recorded at up, else the first octet from 200 (offset by the tag) no address uses.
 real_octet() {
@@ -61,6 +71,15 @@ real_network_up() {
   # several nodes on one machine; restored with the other sysctls when the last real cluster goes.
   real_sysctl_at_least fs.inotify.max_user_instances 1024
   real_sysctl_at_least fs.inotify.max_user_watches 524288
+  # Mount points of the nodes' own /run/containerd and /var/lib/containerd (empty on the host; removed with the last
+  # real cluster when this one made them).
+  [[ -d /var/lib/containerd ]] || echo /var/lib/containerd >>"$REAL_MACHINE_STATE/created"
+  mkdir -p /run/containerd /var/lib/containerd
+  # Mount namespaces are pinned by bind mounts of their nsfs files, which must not sit on a shared mount (the pin
+  # would propagate into the namespace it pins): a private bind mount of the directory itself.
+  mkdir -p "$CLUSTER_DIR/mntns"
+  mount --bind "$CLUSTER_DIR/mntns" "$CLUSTER_DIR/mntns"
+  mount --make-private "$CLUSTER_DIR/mntns"
 }
 
 # real_sysctl_at_least KEY VALUE — raise a host sysctl to VALUE unless it is higher already.
@@ -104,6 +123,25 @@ real_node_prepare() {
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
   ip link set "$veth" master "$REAL_BRIDGE" up
+  # The node routes its pods' packets (to other nodes' pods, to Services, to the API server): forwarding on, in the
+  # node's namespace only. The host routes replies to this node's pods through it.
+  nsenter --net="/run/netns/$ns" sysctl -qw net.ipv4.ip_forward=1
+  ip route add "10.$o.$((i + 1)).0/24" via "$ip" dev "$REAL_BRIDGE"
+
+  # The node's mount namespace: a copy of the host's with this node's containerd directories at the standard paths.
+  # Propagation stays as on the host (so the pods' network namespaces, which containerd mounts under the shared
+  # /run/netns, show on the host as before) except for the mounts holding those two paths, which become slaves: the
+  # node's bind mounts never reach the host or another node. The socket is a link to the one everything else uses
+  # (the kubelet and containerd resolve it).
+  mkdir -p "$d/run-containerd"
+  ln -sfn "$d/containerd.sock" "$d/run-containerd/containerd.sock"
+  touch "$(real_mntns "$n")"
+  unshare --mount="$(real_mntns "$n")" --propagation unchanged true
+  nsenter --mount="$(real_mntns "$n")" -- sh -ec "
+    mount --make-slave \"\$(findmnt -n -o TARGET --target /run/containerd)\"
+    mount --make-slave \"\$(findmnt -n -o TARGET --target /var/lib/containerd)\"
+    mount --bind '$d/run-containerd' /run/containerd
+    mount --bind '$d/root' /var/lib/containerd"
 
   # The kubelet wants its cgroup root in every v1 hierarchy, cpuset filled in from the parent. On a cgroup v2 host
   # (not the development machine's case, so not exercised there) one directory with the controllers delegated.
@@ -123,20 +161,7 @@ real_node_prepare() {
 
   mkdir -p "$d/kubelet" "$d/kubelet-pki" "$d/pod-logs" "$d/cni-ipam" "$d/runc"
   issue "kubelet-$n" "/O=system:nodes/CN=system:node:$n" clientAuth
-  cat >"$d/kubelet.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: tote
-  cluster: { server: "$api", certificate-authority: "$PKI/ca.crt" }
-users:
-- name: $n
-  user: { client-certificate: "$PKI/kubelet-$n.crt", client-key: "$PKI/kubelet-$n.key" }
-contexts:
-- name: tote
-  context: { cluster: tote, user: $n }
-current-context: tote
-EOF
+  real_kubeconfig "$d/kubelet.kubeconfig" "$api" "kubelet-$n"
   cat >"$d/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -175,13 +200,62 @@ EOF
   "plugins": [
     {
       "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-      "ipam": { "type": "host-local", "dataDir": "$d/cni-ipam", "ranges": [[{ "subnet": "10.$o.$((i + 1)).0/24" }]] }
+      "ipam": {
+        "type": "host-local", "dataDir": "$d/cni-ipam", "ranges": [[{ "subnet": "10.$o.$((i + 1)).0/24" }]],
+        "routes": [{ "dst": "10.$o.0.0/16" }, { "dst": "$REAL_SERVICE_CIDR" }]
+      }
     },
     { "type": "loopback" }
   ]
 }
 EOF
   printf '%s\n' "$bin" >"$d/containerd-binary"
+
+  # kube-proxy (iptables) in the node's namespace: the Services' rules, the in-cluster API address among them.
+  # Conntrack sysctls are left alone (host-wide, or not writable from a namespace).
+  real_kubeconfig "$d/kube-proxy.kubeconfig" "$api" kube-proxy
+  cat >"$d/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: { kubeconfig: "$d/kube-proxy.kubeconfig" }
+hostnameOverride: $n
+mode: iptables
+clusterCIDR: 10.$o.0.0/16
+healthzBindAddress: 127.0.0.1:10256
+nodePortAddresses: [primary]
+metricsBindAddress: 127.0.0.1:10249
+conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
+EOF
+}
+
+# real_kubeconfig FILE API_URL NAME — a kubeconfig with the client certificate $PKI/NAME.crt (made by issue in up.sh).
+real_kubeconfig() {
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: tote
+  cluster: { server: "$2", certificate-authority: "$PKI/ca.crt" }
+users:
+- name: $3
+  user: { client-certificate: "$PKI/$3.crt", client-key: "$PKI/$3.key" }
+contexts:
+- name: tote
+  context: { cluster: tote, user: $3 }
+current-context: tote
+EOF
+}
+
+# real_routes OCTET NODE... — every node namespace routes the other nodes' pod subnets through their eth0.
+real_routes() {
+  local o=$1 i j
+  shift
+  local nodes=("$@")
+  for ((i = 0; i < ${#nodes[@]}; i++)); do
+    for ((j = 0; j < ${#nodes[@]}; j++)); do
+      ((i == j)) || ip -n "$(real_netns "${nodes[i]}")" route add "10.$o.$((j + 1)).0/24" via "10.$o.0.$((10 + j))"
+    done
+  done
 }
 
 # real_containerd_start NODE — containerd inside the node's namespace (nsenter, not `ip netns exec`: that one also makes
@@ -191,10 +265,10 @@ real_containerd_start() {
   bin=$(<"$d/containerd-binary")
   # The daemon finds its shim on PATH: the one built beside a 2.x binary must win over Debian's 1.6 shim.
   start "containerd-$n" env PATH="$(dirname "$bin"):$PATH" \
-    nsenter --net="/run/netns/$(real_netns "$n")" -- "$bin" --config "$d/config.toml"
+    nsenter --mount="$(real_mntns "$n")" --net="/run/netns/$(real_netns "$n")" -- "$bin" --config "$d/config.toml"
 }
 
-# real_node_start NODE KUBELET_BIN — imports the pause image, then starts the kubelet in the node's namespace.
+# real_node_start NODE KUBELET_BIN — imports the pause image, then starts the kubelet in the node's namespaces.
 real_node_start() {
   local n=$1 kubelet=$2 d="$CLUSTER_DIR/nodes/$1" ctr ip
   ctr="$(dirname "$(<"$d/containerd-binary")")/ctr"
@@ -202,9 +276,20 @@ real_node_start() {
   "$ctr" --address "$d/containerd.sock" -n k8s.io images import --snapshotter "$snapshotter" \
     "$CLUSTER_DIR/pause.tar" >>"$LOGS/pause-import.log" 2>&1 || die "importing the pause image into $n failed"
   ip=$(sed -n 's/^address: //p' "$d/kubelet.yaml")
-  start "kubelet-$n" nsenter --net="/run/netns/$(real_netns "$n")" -- "$kubelet" \
+  start "kubelet-$n" nsenter --mount="$(real_mntns "$n")" --net="/run/netns/$(real_netns "$n")" -- "$kubelet" \
     --config="$d/kubelet.yaml" --kubeconfig="$d/kubelet.kubeconfig" --root-dir="$d/kubelet" \
     --cert-dir="$d/kubelet-pki" --hostname-override="$n" --node-ip="$ip" --v=1
+}
+
+# real_proxy_start NODE KUBE_PROXY_BIN — kube-proxy in the node's network namespace (it needs no mount of the node's).
+real_proxy_start() {
+  local n=$1 d="$CLUSTER_DIR/nodes/$1"
+  start "kube-proxy-$n" nsenter --net="/run/netns/$(real_netns "$n")" -- "$2" --config="$d/kube-proxy.yaml" --v=1
+}
+
+# real_proxy_synced NODE — kube-proxy's /healthz answers 200 once it has synced its rules with the API server.
+real_proxy_synced() {
+  nsenter --net="/run/netns/$(real_netns "$1")" curl -sf --max-time 2 http://127.0.0.1:10256/healthz
 }
 
 # --- teardown (down.sh) ----------------------------------------------------------------------------------------------
@@ -246,7 +331,8 @@ real_kill_containers() {
 
 # Sockets of this cluster's shims under /run/containerd/s (a shim does not remove its own when it is killed). containerd
 # names them sha256("<its socket>/<namespace>/<shim id>"); the shim ids are the task directories in its state, which
-# outlive a crash.
+# outlive a crash. Since each node has its own /run/containerd (nodes/<node>/run-containerd) they land under the state
+# directory; this finds those of a cluster started before, in the host's /run/containerd.
 real_shim_sockets() {
   local d t h
   for d in "$CLUSTER_DIR"/nodes/*; do

@@ -49,7 +49,9 @@ if "$ROOT/hack/cluster/status.sh" >/dev/null 2>&1; then
   running_kind=${running_kind:-simulated}
   running_containerd=$(env_value TOTE_CONTAINERD)
   [[ -n $running_containerd ]] || running_containerd=$(for n in $(env_value TOTE_NODES); do printf '%s=1.6 ' "$n"; done)
-  if [[ $running_kind == "$kubelet_kind" && ${running_containerd% } == "${containerd_versions[*]}" ]]; then
+  # Real nodes from before each node had its own mount namespace (and kube-proxy) are replaced too.
+  if [[ $running_kind == "$kubelet_kind" && ${running_containerd% } == "${containerd_versions[*]}" ]] &&
+    [[ $kubelet_kind == simulated || -n $(env_value TOTE_NODE_MNTNS) ]]; then
     log "already up ($CLUSTER_DIR/env)"
     exit 0
   fi
@@ -104,6 +106,8 @@ issue admin "/O=system:masters/CN=admin" clientAuth
 issue registry "/CN=tote-backup-registry" serverAuth "IP:127.0.0.1,IP:$host_ip,DNS:localhost"
 # The API server's client certificate towards kubelets (logs, exec): a superuser, authorized by the kubelets' webhook.
 issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+# kube-proxy of real nodes: the user the default ClusterRoleBinding system:node-proxier names.
+[[ $kubelet_kind == simulated ]] || issue kube-proxy "/CN=system:kube-proxy" clientAuth
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$PKI/sa.key"
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 
@@ -176,6 +180,7 @@ for n in "${nodes[@]}"; do
   node_sockets+=("$n=$d/containerd.sock")
   i=$((i + 1))
 done
+[[ $kubelet_kind == simulated ]] || real_routes "$octet" "${nodes[@]}"
 
 COMPONENT=etcd wait_until 30 "etcd" curl -sf "http://127.0.0.1:$p_etcd/readyz"
 
@@ -247,7 +252,10 @@ COMPONENT=registry-backup wait_until 30 "backup registry" curl -sf --cacert "$PK
   -u "tote:$registry_password" "https://$host_ip:$p_backup/v2/"
 
 if [[ $kubelet_kind == real ]]; then
-  for n in "${nodes[@]}"; do real_node_start "$n" "$bin/kubelet"; done
+  for n in "${nodes[@]}"; do
+    real_node_start "$n" "$bin/kubelet"
+    real_proxy_start "$n" "$bin/kube-proxy"
+  done
   node_component() { echo "kubelet-$1"; }
 else
   sim_args=(--kubeconfig="$CLUSTER_DIR/kubeconfig")
@@ -265,6 +273,10 @@ node_ready() {
 for n in "${nodes[@]}"; do
   COMPONENT=$(node_component "$n") wait_until 60 "node $n to be Ready" node_ready "$n"
 done
+# Services (the in-cluster API address first of all) work once each kube-proxy has written its rules.
+if [[ $kubelet_kind == real ]]; then
+  for n in "${nodes[@]}"; do COMPONENT="kube-proxy-$n" wait_until 30 "kube-proxy of $n" real_proxy_synced "$n"; done
+fi
 if [[ ${#crds[@]} -gt 0 ]]; then
   "$kubectl" "${kc[@]}" wait --for=condition=Established --timeout=30s -f "$crd_dir" >>"$LOGS/crds.log"
 fi
@@ -293,6 +305,7 @@ export TOTE_CA_KEY_FILE='$PKI/ca.key'
 export TOTE_KUBELET='$kubelet_kind'
 export TOTE_CONTAINERD='${containerd_versions[*]}'
 export TOTE_NODE_NETNS='${node_netns[*]}'
+export TOTE_NODE_MNTNS='$(for n in "${node_netns[@]}"; do printf '%s=%s ' "${n%%=*}" "$(real_mntns "${n%%=*}")"; done | sed 's/ $//')'
 export TOTE_NODE_CTR='$(for n in "${nodes[@]}"; do
   c="$(dirname "${containerd_bin[$n]}")/ctr"
   printf '%s=%s ' "$n" "$c"

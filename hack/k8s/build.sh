@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the upstream control plane the local test cluster runs (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, and the kubelet of real nodes from k8s.io/kubernetes; etcd from go.etcd.io/etcd/server/v3; kwok) into a cache outside git:
+# kube-scheduler, kubectl, and the kubelet and kube-proxy of real nodes from k8s.io/kubernetes; etcd from go.etcd.io/etcd/server/v3; kwok) into a cache outside git:
 #   ${TOTE_CACHE:-$HOME/.cache/tote}/bin/k8s-<version>/
 # The Go module and build caches live under the same root so a rebuild after a version bump is incremental.
 # A warm cache (every binary present) returns at once without invoking Go.
@@ -14,7 +14,7 @@ KWOK_VERSION=v0.8.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${TOTE_CACHE:-$HOME/.cache/tote}"
 bindir="$cache/bin/k8s-$K8S_VERSION"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok)
 
 missing=()
 for b in "${binaries[@]}"; do

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { readClusterEnv, repoRoot } from '../support/cluster.ts';
 import { buildImage, pushImage, registries } from '../support/images.ts';
@@ -34,10 +34,13 @@ async function sysctls(): Promise<string[]> {
     .map((l) => l.replace(' = ', '='));
 }
 
-/** The shims' sockets, named by a hash, in containerd's fixed directory. */
-function shimSockets(): string[] {
-  const dir = '/run/containerd/s';
-  return existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)) : [];
+/**
+ * The shims' sockets, named by a hash, in containerd's fixed directory /run/containerd/s: the host's, or with `node`
+ * that node's own (its mount namespace has nodes/<node>/run-containerd at /run/containerd).
+ */
+function shimSockets(node?: string): string[] {
+  const where = node ? join(dir, 'nodes', node, 'run-containerd', 's') : '/run/containerd/s';
+  return existsSync(where) ? readdirSync(where).map((f) => join(where, f)) : [];
 }
 
 /** Host iptables rules without counters and comments (the kubelets' chains must stay inside node namespaces). */
@@ -98,7 +101,6 @@ describe('real-node cluster lifecycle', () => {
       ? readFileSync('/run/tote-real-nodes/sysctls', 'utf8').trim().split('\n')
       : await sysctls();
     const iptablesBefore = await hostIptables();
-    const shimSocketsBefore = new Set(shimSockets());
 
     const began = Date.now();
     await script('up.sh');
@@ -133,9 +135,18 @@ describe('real-node cluster lifecycle', () => {
     }
     assert.equal(podNetns.length, env.nodes.length, 'one pod network namespace per running pod');
 
-    // Sockets of the shims started for those pods (no other cluster here runs containers, so the new ones are ours).
-    const ourShimSockets = shimSockets().filter((f) => !shimSocketsBefore.has(f));
-    assert.ok(ourShimSockets.length > 0, 'the pods have shims with sockets in /run/containerd/s');
+    // Sockets of the shims started for those pods: in each node's own /run/containerd/s, none in the host's.
+    const ourShimSockets = env.nodes.flatMap((node) => shimSockets(node));
+    assert.ok(
+      ourShimSockets.length >= env.nodes.length,
+      'the pods have shims with sockets in their node’s /run/containerd/s',
+    );
+    const ourNames = new Set(ourShimSockets.map((f) => basename(f)));
+    assert.deepEqual(
+      shimSockets().filter((f) => ourNames.has(basename(f))),
+      [],
+      'no shim socket of this cluster in the host’s /run/containerd/s',
+    );
 
     // The crash: every process of the cluster SIGKILLed at once, pid files lost.
     for (const line of clusterProcesses().filter((p) => p.includes(`${dir}/`))) {

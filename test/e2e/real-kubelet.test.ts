@@ -7,33 +7,19 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { kubectl, testNamespace } from '../support/cluster.ts';
 import type { ClusterEnv } from '../support/cluster.ts';
 import { deleteBlobsFromNode, nodeHasImage, registries, registryDigest } from '../support/images.ts';
-import type { ImageSpec } from '../support/images.ts';
-import { nodeImageDigests, podLogs, removeSnapshots, useRealCluster } from '../support/real-cluster.ts';
+import {
+  nodeImageDigests,
+  removeSnapshots,
+  runningImage,
+  useRealCluster,
+  waitForLogLine,
+} from '../support/real-cluster.ts';
 import { apply, deployment, lostImage, scopedPolicy, waitForRecords, waitForRunningPods } from '../support/salvage.ts';
 import { trackPods } from '../support/chaos.ts';
 import { ensureTote } from '../support/tote.ts';
 import { podsPath, waitForAny, waitForPod, waitForPodReady, waitingReason, watchUntil } from '../support/wait.ts';
 
 let env: ClusterEnv;
-
-/** A small image whose container prints one line naming its pod, then stays up. */
-const runningImage = (repository: string): ImageSpec => ({
-  repository,
-  layers: 2,
-  layerSize: 256 * 1024,
-  command: ['sh', '-c', 'echo "tote e2e: running in $(hostname)"; exec sleep 3600'],
-});
-
-/** Polls `kubectl logs` (with a deadline) until the container's line is there. */
-async function waitForLogLine(namespace: string, pod: string, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const last = await podLogs(env, namespace, pod).catch((err: Error) => err.message);
-    if (last.includes(`tote e2e: running in ${pod}`)) return last;
-    if (Date.now() > deadline) throw new Error(`no log line from ${namespace}/${pod} after ${timeoutMs} ms: ${last}`);
-    await new Promise((resolve) => setTimeout(resolve, 500)); // polling interval of a deadline-bound wait
-  }
-}
 
 const deployedPods = (pods: V1Pod[]) => pods.map((p) => `${p.metadata?.name}@${p.spec?.nodeName}`).join(', ');
 
@@ -65,7 +51,7 @@ describe('e2e on real kubelets', () => {
     for (const pod of pods) {
       const name = pod.metadata?.name ?? '';
       assert.match(pod.status?.podIP ?? '', /^10\.\d+\.\d+\.\d+$/, `${name} has a real pod IP`);
-      assert.match(await waitForLogLine(ns.name, name), new RegExp(`tote e2e: running in ${name}`));
+      assert.match(await waitForLogLine(env, ns.name, name), new RegExp(`tote e2e: running in ${name}`));
       // kubectl exec, through the API server and the node's kubelet, into the salvaged image's own busybox.
       const exec = await kubectl(env, ['exec', '-n', ns.name, name, '--', '/bin/busybox', 'hostname']);
       assert.equal(exec.stdout.trim(), name, exec.stderr);
@@ -114,7 +100,7 @@ describe('e2e on real kubelets', () => {
     const running = await waitForPodReady(env, ns.name, 'bare', { timeoutMs: 330_000 });
     assert.equal(running.metadata?.uid, uid, 'the same pod, never recreated');
     assert.equal(tracker.deleted.size, 0, 'nothing deleted the bare pod');
-    await waitForLogLine(ns.name, 'bare');
+    await waitForLogLine(env, ns.name, 'bare');
   });
 
   it('CreateContainerError from a real kubelet: a layer gone from the content store is brought back', async (t) => {
@@ -149,7 +135,7 @@ describe('e2e on real kubelets', () => {
     });
     assert.equal(record?.spec.reason, 'CreateContainerError');
     const [pod] = await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 120_000 });
-    await waitForLogLine(ns.name, pod?.metadata?.name ?? '');
+    await waitForLogLine(env, ns.name, pod?.metadata?.name ?? '');
   });
 
   it('mixed versions: an image held only by a containerd 2.x node runs on the 1.6 node', async (t) => {
@@ -163,7 +149,7 @@ describe('e2e on real kubelets', () => {
     await waitForRecords(env, ns.name, 1, (r) => r.status?.phase === 'Completed', { timeoutMs: 180_000 });
     const [pod] = await waitForRunningPods(env, ns.name, 'app', 1, { timeoutMs: 120_000 });
     assert.equal(pod?.spec?.nodeName, to);
-    await waitForLogLine(ns.name, pod.metadata?.name ?? '');
+    await waitForLogLine(env, ns.name, pod.metadata?.name ?? '');
     assert.ok((await nodeImageDigests(env, to)).has(image.target.digest), `ctr on ${to} lists the image`);
   });
 

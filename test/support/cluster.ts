@@ -34,6 +34,8 @@ export interface ClusterEnv {
   nodeContainerd: Map<string, string>;
   /** Node name → network namespace (real nodes only; for `ip netns exec` / `nsenter --net=/run/netns/<name>`). */
   nodeNetns: Map<string, string>;
+  /** Node name → the file pinning its mount namespace (real nodes only; `nsenter --mount=<file>`). */
+  nodeMntns: Map<string, string>;
   /** Node name → the ctr built with that node's containerd. */
   nodeCtr: Map<string, string>;
   /** Every variable of the env file, for child processes. */
@@ -73,6 +75,7 @@ export function readClusterEnv(file = join(clusterDir(), 'env')): ClusterEnv {
     kubelet: vars.TOTE_KUBELET === 'real' ? 'real' : 'simulated',
     nodeContainerd: pairs(vars.TOTE_CONTAINERD ?? ''),
     nodeNetns: pairs(vars.TOTE_NODE_NETNS ?? ''),
+    nodeMntns: pairs(vars.TOTE_NODE_MNTNS ?? ''),
     nodeCtr: pairs(vars.TOTE_NODE_CTR ?? ''),
     vars,
   };

@@ -11,6 +11,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { promisify } from 'node:util';
 import { ensureCluster, kubectl } from './cluster.ts';
 import type { ClusterEnv } from './cluster.ts';
+import type { ImageSpec } from './images.ts';
 import { acquireLock, useClusterDir, waitExited } from './chaos.ts';
 import { watchUntil } from './wait.ts';
 
@@ -20,21 +21,22 @@ export const realClusterDir = process.env.TOTE_REAL_CLUSTER_DIR ?? '/tmp/tote-re
 export const realClusterContainerd = process.env.TOTE_REAL_CONTAINERD ?? 'node-a=1.6 node-b=2 node-c=2';
 
 /**
- * Points this process at the real-node cluster and starts it unless it runs (serialised with a lock file: several
- * test files may ask at once). Throws when the directory holds a simulated cluster.
+ * Points this process at the real-node cluster (or another one in `dir`, for a story that must not share it) and
+ * starts it unless it runs (serialised with a lock file: several test files may ask at once). Throws when the
+ * directory holds a simulated cluster.
  */
-export async function useRealCluster(): Promise<ClusterEnv> {
-  useClusterDir(realClusterDir);
+export async function useRealCluster(dir = realClusterDir): Promise<ClusterEnv> {
+  useClusterDir(dir);
   process.env.TOTE_KUBELET = 'real';
   process.env.TOTE_CONTAINERD = realClusterContainerd;
-  const release = await acquireLock(`${realClusterDir}.lock`, 30 * 60_000);
+  const release = await acquireLock(`${dir}.lock`, 30 * 60_000);
   let env: ClusterEnv;
   try {
     env = await ensureCluster();
   } finally {
     release();
   }
-  if (env.kubelet !== 'real') throw new Error(`${realClusterDir} holds a ${env.kubelet} cluster, not real kubelets`);
+  if (env.kubelet !== 'real') throw new Error(`${dir} holds a ${env.kubelet} cluster, not real kubelets`);
   return env;
 }
 
@@ -65,6 +67,30 @@ export async function podLogs(env: ClusterEnv, namespace: string, pod: string): 
   const r = await kubectl(env, ['logs', '-n', namespace, pod]);
   if (r.code !== 0) throw new Error(`kubectl logs ${namespace}/${pod}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** A small image whose container prints one line naming its pod, then stays up (see waitForLogLine). */
+export const runningImage = (repository: string): ImageSpec => ({
+  repository,
+  layers: 2,
+  layerSize: 256 * 1024,
+  command: ['sh', '-c', 'echo "tote e2e: running in $(hostname)"; exec sleep 3600'],
+});
+
+/** Polls `kubectl logs` (with a deadline) until the line of a runningImage container is there. */
+export async function waitForLogLine(
+  env: ClusterEnv,
+  namespace: string,
+  pod: string,
+  timeoutMs = 30_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const last = await podLogs(env, namespace, pod).catch((err: Error) => err.message);
+    if (last.includes(`tote e2e: running in ${pod}`)) return last;
+    if (Date.now() > deadline) throw new Error(`no log line from ${namespace}/${pod} after ${timeoutMs} ms: ${last}`);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // polling interval of a deadline-bound wait
+  }
 }
 
 /** Chain IDs of an image's layers, bottom first: the keys of its unpacked snapshots. */
@@ -120,12 +146,13 @@ export async function restartKubeletWith(
   return restore;
 }
 
-/** Stops the node's kubelet (if it runs) and starts `argv` with `--config` replaced, in the node's network namespace. */
+/** Stops the node's kubelet (if it runs) and starts `argv` with `--config` replaced, in the node's namespaces. */
 async function respawnKubelet(env: ClusterEnv, node: string, argv: string[], config: string): Promise<void> {
   const pidFile = join(env.dir, 'pids', `kubelet-${node}.pid`);
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   const netns = env.nodeNetns.get(node);
-  if (!netns) throw new Error(`no network namespace for ${node}`);
+  const mntns = env.nodeMntns.get(node);
+  if (!netns || !mntns) throw new Error(`no network or mount namespace for ${node}`);
   try {
     process.kill(pid, 'SIGTERM');
     await waitExited(pid, 30_000);
@@ -139,7 +166,12 @@ async function respawnKubelet(env: ClusterEnv, node: string, argv: string[], con
   // own session), so it outlives this test process like the cluster's other components.
   const child = spawn(
     'nsenter',
-    [`--net=/run/netns/${netns}`, '--', ...argv.map((a) => (a.startsWith('--config=') ? `--config=${config}` : a))],
+    [
+      `--mount=${mntns}`,
+      `--net=/run/netns/${netns}`,
+      '--',
+      ...argv.map((a) => (a.startsWith('--config=') ? `--config=${config}` : a)),
+    ],
     { detached: true, stdio: ['ignore', log, log] },
   );
   closeSync(log);

@@ -120,18 +120,29 @@ export function serviceAccountKubeconfig(env: ClusterEnv, account: string, token
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
+/**
+ * `count` distinct free ports on 127.0.0.1: all are held open at once before any is released, since the kernel may
+ * hand a port just closed out again (one agent once got the same port for two of its listeners: EADDRINUSE).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  try {
+    return await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<number>((resolve, reject) => {
+            server.on('error', reject);
+            server.listen(0, '127.0.0.1', () => {
+              const address = server.address();
+              if (typeof address === 'object' && address) resolve(address.port);
+              else reject(new Error('no port'));
+            });
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
 
 const pidFile = (paths: TotePaths, name: string) => join(paths.dir, `${name}.pid`);
@@ -224,7 +235,7 @@ export async function startAgent(env: ClusterEnv, paths: TotePaths, nodeName: st
   if (existing) return existing;
   const socket = env.nodeSockets.get(nodeName);
   if (!socket) throw new Error(`no containerd socket for ${nodeName}`);
-  const [grpc, health, metrics] = [await freePort(), await freePort(), await freePort()];
+  const [grpc, health, metrics] = (await freePorts(3)) as [number, number, number];
   const proc = await startProcess(
     paths,
     name,
@@ -268,7 +279,7 @@ export async function startController(
   const name = `controller-${options.instance ?? '0'}`;
   const existing = runningProcess(paths, name);
   if (existing) return existing;
-  const [health, metrics] = [await freePort(), await freePort()];
+  const [health, metrics] = (await freePorts(2)) as [number, number];
   const proc = await startProcess(
     paths,
     name,

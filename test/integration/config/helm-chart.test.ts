@@ -78,23 +78,13 @@ function normalised(object: K8sObject): unknown {
   return visit(object);
 }
 
-/**
- * Cluster-scoped kinds kustomize does not know as such: it stamps config/default's namespace on them, which the API
- * server ignores. Their namespace is left out of the comparison.
- */
-const unknownToKustomize = new Set(['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
-function withoutStampedNamespace(o: K8sObject): K8sObject {
-  if (!unknownToKustomize.has(o.kind)) return o;
-  const { namespace: _stamped, ...metadata } = o.metadata;
-  return { ...o, metadata };
-}
 const keyOf = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 const byKey = (objects: K8sObject[]) => new Map(objects.map((o) => [keyOf(o), o]));
 
 /** Asserts that the two renderings hold the same objects, equal apart from bookkeeping. */
 function assertSameObjects(chart: K8sObject[], kustomized: K8sObject[]): void {
   const fromChart = byKey(chart);
-  const fromConfig = byKey(kustomized.map(withoutStampedNamespace));
+  const fromConfig = byKey(kustomized);
   assert.deepEqual([...fromChart.keys()].sort(), [...fromConfig.keys()].sort(), 'the same objects');
   for (const [key, expected] of fromConfig) {
     assert.deepEqual(normalised(fromChart.get(key)!), normalised(expected), `${key} renders the same`);

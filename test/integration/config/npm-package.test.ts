@@ -35,7 +35,7 @@ describe('the npm package', () => {
     const npmEnv = { ...process.env, PATH: [join(repoRoot, 'node_modules/.bin'), process.env.PATH].join(':') };
     await run('npm', ['pack', '--pack-destination', packed], { cwd: repoRoot, env: npmEnv, timeout: 300_000 });
     tarball = join(packed, `tote-${version}.tgz`);
-    // --prefer-offline: the dependencies npm ci already fetched come from npm's cache.
+    // --prefer-offline: should the package ever declare dependencies again, npm ci has already fetched them.
     await run(
       'npm',
       ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball],
@@ -60,6 +60,14 @@ describe('the npm package', () => {
       others.some((e) => e.endsWith('.LEGAL.txt')),
       'no licences in the package',
     );
+  });
+
+  it('declares no dependencies, so the install fetches nothing: the bundle carries them', async () => {
+    const manifest = JSON.parse(
+      (await run('tar', ['xzf', tarball, '-O', 'package/package.json'], { maxBuffer: 1 << 20 })).stdout,
+    ) as { dependencies?: Record<string, string> };
+    assert.deepEqual(manifest.dependencies ?? {}, {});
+    assert.deepEqual(readdirSync(join(prefix, 'lib/node_modules/tote')).sort(), ['README.md', 'dist', 'package.json']);
   });
 
   it('installs tote and kubectl-tote, both the bundle', async () => {
