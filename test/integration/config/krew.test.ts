@@ -18,7 +18,10 @@ const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf
 interface KrewPlugin {
   kind: string;
   metadata: { name: string };
-  spec: { version: string; platforms: { uri: string; sha256: string; bin: string; files: { from: string }[] }[] };
+  spec: {
+    version: string;
+    platforms: { uri: string; sha256: string; bin: string; files: { from: string; to: string }[] }[];
+  };
 }
 
 describe('krew: config/krew/tote.yaml and hack/krew/archive.sh', () => {
