@@ -76,23 +76,19 @@ class BufferPool {
 
 /** A promise that rejects once `out` closes before it finished, or fails; `stop` detaches it. */
 function outClosed(out: Writable): { promise: Promise<never>; fail: (err: Error) => void; stop: () => void } {
-  let fail: (err: Error) => void = () => undefined;
-  const promise = new Promise<never>((_, reject) => {
-    fail = reject;
-  });
+  const { promise, reject: fail } = Promise.withResolvers<never>();
   promise.catch(() => undefined); // observed by the races above; never an unhandled rejection
   const onClose = () => {
     if (!out.writableFinished) fail(new ToteError('transient', 'PeerGone', 'the peer closed the connection'));
   };
-  const onError = (err: Error) => fail(err);
   out.on('close', onClose);
-  out.on('error', onError);
+  out.on('error', fail);
   return {
     promise,
-    fail: (err) => fail(err),
+    fail,
     stop: () => {
       out.off('close', onClose);
-      out.off('error', onError);
+      out.off('error', fail);
     },
   };
 }
